@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/edgefaas/edgefaas/api"
+	"github.com/edgefaas/edgefaas/errdefs"
+)
+
+// maxSpecBytes bounds a JSON request body on the admin API.
+const maxSpecBytes = 1 << 20
+
+// adminHandler is the admin API of DESIGN.md section 3, served on the unix
+// socket (whose file mode is the access control).
+func (a *Agent) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/functions", a.handleListFunctions)
+	mux.HandleFunc("POST /v1/functions", a.handleDeploy)
+	mux.HandleFunc("PUT /v1/functions/{name}", a.handleDeploy)
+	mux.HandleFunc("GET /v1/functions/{name}", a.handleGetFunction)
+	mux.HandleFunc("DELETE /v1/functions/{name}", a.handleRemove)
+	mux.HandleFunc("GET /v1/images", a.handleListImages)
+	mux.HandleFunc("POST /v1/images", a.handleImport)
+	mux.HandleFunc("DELETE /v1/images/{ref}", a.handleRemoveImage)
+	mux.HandleFunc("GET /v1/info", a.handleInfo)
+	return mux
+}
+
+func (a *Agent) handleListFunctions(w http.ResponseWriter, r *http.Request) {
+	fns, err := a.db.Functions(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	running := a.invoker.instances()
+	for i := range fns {
+		fns[i].Instances = running[fns[i].Spec.Name]
+	}
+	writeJSON(w, http.StatusOK, fns)
+}
+
+func (a *Agent) handleGetFunction(w http.ResponseWriter, r *http.Request) {
+	fn, err := a.db.Function(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	fn.Instances = a.invoker.instances()[fn.Spec.Name]
+	writeJSON(w, http.StatusOK, fn)
+}
+
+func (a *Agent) handleDeploy(w http.ResponseWriter, r *http.Request) {
+	var spec api.FunctionSpec
+	if err := decodeJSON(r, &spec); err != nil {
+		writeError(w, err)
+		return
+	}
+	if name := r.PathValue("name"); name != "" {
+		if spec.Name != "" && spec.Name != name {
+			writeError(w, fmt.Errorf("name %q in the body differs from %q in the path: %w", spec.Name, name, errdefs.ErrInvalid))
+			return
+		}
+		spec.Name = name
+	}
+	fn, err := a.deploy(r.Context(), spec)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	code := http.StatusOK
+	if fn.Version == 1 {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, fn)
+}
+
+func (a *Agent) handleRemove(w http.ResponseWriter, r *http.Request) {
+	if err := a.remove(r.Context(), r.PathValue("name")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *Agent) handleListImages(w http.ResponseWriter, r *http.Request) {
+	imgs, err := a.db.Images(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, imgs)
+}
+
+// handleImport takes an image archive as the request body. It is spooled to
+// a file in the state directory first: the importer reads the archive more
+// than once, and the client may be on another host.
+func (a *Agent) handleImport(w http.ResponseWriter, r *http.Request) {
+	dir := filepath.Join(a.cfg.StateDir, "uploads")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		writeError(w, err)
+		return
+	}
+	f, err := os.CreateTemp(dir, "import-*.tar")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := io.Copy(f, r.Body); err != nil {
+		writeError(w, fmt.Errorf("receiving image archive: %w", err))
+		return
+	}
+	img, err := a.images.ImportArchive(r.Context(), f.Name())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := a.db.PutImage(r.Context(), img); err != nil {
+		writeError(w, err)
+		return
+	}
+	a.log.Info("image imported", "digest", img.Digest, "names", img.Names, "platform", img.Platform)
+	writeJSON(w, http.StatusCreated, img)
+}
+
+func (a *Agent) handleRemoveImage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	img, err := a.db.Image(ctx, r.PathValue("ref"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	users, err := a.db.FunctionsUsingImage(ctx, img.Digest)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(users) > 0 {
+		writeError(w, fmt.Errorf("image %s is used by %v: remove or redeploy them first: %w", img.Digest, users, errdefs.ErrConflict))
+		return
+	}
+	if err := a.db.DeleteImage(ctx, img.Digest); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := a.images.Remove(ctx, img.Digest); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *Agent) handleInfo(w http.ResponseWriter, r *http.Request) {
+	fns, err := a.db.Functions(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	imgs, err := a.db.Images(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	n := 0
+	for _, c := range a.invoker.instances() {
+		n += c
+	}
+	writeJSON(w, http.StatusOK, api.Info{
+		Version: api.Version, Arch: runtime.GOARCH, CgroupMode: a.sandboxes.CgroupMode().String(),
+		StateDir: a.cfg.StateDir, Listen: a.gatewayAddr(), Functions: len(fns), Instances: n, Images: len(imgs),
+	})
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxSpecBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("empty request body: %w", errdefs.ErrInvalid)
+		}
+		return fmt.Errorf("request body: %v: %w", err, errdefs.ErrInvalid)
+	}
+	return nil
+}

@@ -1,0 +1,211 @@
+// Package agent wires the edgefaasd daemon together: the function registry
+// (kept in store), the image store, the sandbox manager, the invoker that
+// starts instances on demand, the HTTP gateway and the admin API. It owns no
+// low-level mechanism itself; each lives in its own package.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/edgefaas/edgefaas/images"
+	"github.com/edgefaas/edgefaas/sandbox"
+	"github.com/edgefaas/edgefaas/store"
+)
+
+// Config configures an Agent. Zero values have the defaults given.
+type Config struct {
+	StateDir     string        // "/var/lib/edgefaas"
+	APISocket    string        // "/run/edgefaas/edgefaasd.sock"
+	Listen       string        // ":8080"
+	CgroupParent string        // "edgefaas"
+	StartTimeout time.Duration // how long an instance may take to become ready; 10s
+	Logger       *slog.Logger  // slog.Default()
+}
+
+func (c *Config) setDefaults() {
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/edgefaas"
+	}
+	if c.APISocket == "" {
+		c.APISocket = "/run/edgefaas/edgefaasd.sock"
+	}
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Agent is the daemon: every long-lived part, wired in one visible place.
+type Agent struct {
+	cfg       Config
+	log       *slog.Logger
+	db        *store.DB
+	images    *images.Store
+	sandboxes *sandbox.Manager
+	invoker   *invoker
+
+	mu        sync.Mutex
+	servers []*http.Server
+	gwAddr  string // the gateway's bound address, once serving
+}
+
+// gatewayAddr is the address the gateway serves on, with a wildcard host
+// replaced by loopback so that it can be dialed as given.
+func (a *Agent) gatewayAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	host, port, err := net.SplitHostPort(a.gwAddr)
+	if err != nil {
+		return a.gwAddr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// New opens the store, cleans up after a crashed predecessor and prepares
+// the parts. It does not listen yet: see Serve.
+func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
+	cfg.setDefaults()
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if retErr != nil {
+			a.Close()
+		}
+	}()
+	var err error
+	if a.db, err = store.Open(ctx, filepath.Join(cfg.StateDir, "edgefaas.db")); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if a.images, err = images.Open(filepath.Join(cfg.StateDir, "images"), images.Config{}); err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	a.sandboxes, err = sandbox.NewManager(sandbox.Config{
+		StateDir:     filepath.Join(cfg.StateDir, "sandboxes"),
+		CgroupParent: cfg.CgroupParent,
+		Logger:       cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Before any sandbox of ours exists: whatever is there belongs to a
+	// previous agent that did not stop cleanly.
+	if _, err := a.sandboxes.Cleanup(); err != nil {
+		a.log.Warn("cleanup after previous agent was incomplete", "err", err)
+	}
+	a.invoker = newInvoker(a.sandboxes, cfg.StartTimeout, a.log)
+	if err := a.loadFunctions(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Serve listens on the admin socket and the gateway address and serves
+// until ctx ends, then shuts down. It returns nil on a clean shutdown.
+func (a *Agent) Serve(ctx context.Context) error {
+	apiLn, err := listenUnix(a.cfg.APISocket)
+	if err != nil {
+		return err
+	}
+	gwLn, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("gateway listen %s: %w", a.cfg.Listen, err)
+	}
+	return a.serveOn(ctx, apiLn, gwLn)
+}
+
+func (a *Agent) serveOn(ctx context.Context, apiLn, gwLn net.Listener) error {
+	errc := make(chan error, 2)
+	a.mu.Lock()
+	a.gwAddr = gwLn.Addr().String()
+	a.mu.Unlock()
+	for _, s := range []struct {
+		ln net.Listener
+		h  http.Handler
+	}{{apiLn, a.adminHandler()}, {gwLn, a.gatewayHandler()}} {
+		srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second}
+		a.mu.Lock()
+		a.servers = append(a.servers, srv)
+		a.mu.Unlock()
+		go func(ln net.Listener) {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}(s.ln)
+	}
+	a.log.Info("edgefaasd serving", "api", apiLn.Addr().String(), "gateway", gwLn.Addr().String(),
+		"state_dir", a.cfg.StateDir, "cgroups", a.sandboxes.CgroupMode().String())
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		a.shutdown()
+		return err
+	}
+	a.shutdown()
+	return nil
+}
+
+func (a *Agent) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a.mu.Lock()
+	servers := a.servers
+	a.servers = nil
+	a.mu.Unlock()
+	for _, s := range servers {
+		_ = s.Shutdown(ctx)
+	}
+}
+
+// Close stops every instance and closes the store. Sandboxes do not outlive
+// a clean stop; after a crash the next start cleans them up.
+func (a *Agent) Close() error {
+	a.shutdown()
+	if a.invoker != nil {
+		a.invoker.stopAll()
+	}
+	if a.db != nil {
+		return a.db.Close()
+	}
+	return nil
+}
+
+// listenUnix listens on a unix socket of mode 0660, replacing a stale one.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("api socket %s: another agent is serving it", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("api socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}

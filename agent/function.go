@@ -1,0 +1,115 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/edgefaas/edgefaas/api"
+)
+
+// function is the running state of one deployed function version.
+type function struct {
+	iv   *invoker
+	fn   api.Function
+	tmpl process       // how to start its program, resolved at deploy
+	sem  chan struct{} // one slot per concurrent call
+
+	mu      sync.Mutex // held while an instance starts: later callers wait for it
+	inst    *instance
+	stopped bool
+}
+
+// invoke takes a concurrency slot, gets (or starts) the instance and runs
+// the call on it, with the function's timeout covering the call itself.
+func (f *function) invoke(ctx context.Context, c call) result {
+	spec := f.fn.Spec
+	// Queue for a slot at most as long as the call itself may take.
+	wait := time.NewTimer(time.Duration(spec.Timeout))
+	defer wait.Stop()
+	select {
+	case f.sem <- struct{}{}:
+		defer func() { <-f.sem }()
+	case <-ctx.Done():
+		return errResult(499, statusError, "caller went away")
+	case <-wait.C:
+		return errResult(http.StatusTooManyRequests, statusThrottled,
+			fmt.Sprintf("function %q is at its concurrency limit (%d)", spec.Name, spec.Concurrency))
+	}
+	inst, cold, err := f.instance(ctx)
+	if err != nil {
+		return errResult(http.StatusBadGateway, statusCrashed, err.Error())
+	}
+	callCtx, cancel := context.WithTimeout(ctx, time.Duration(spec.Timeout))
+	defer cancel()
+	res := inst.invoke(callCtx, c)
+	if res.FaasStatus == statusTimeout && ctx.Err() != nil && !errors.Is(callCtx.Err(), context.DeadlineExceeded) {
+		// The caller went away; the function did not time out.
+		res = errResult(499, statusError, "caller went away")
+	}
+	if res.FaasStatus == statusTimeout {
+		res.Body = jsonError(fmt.Sprintf("function %q timed out after %s and was killed", spec.Name, time.Duration(spec.Timeout)), statusTimeout)
+	}
+	if inst.broken() {
+		f.discard(inst)
+	}
+	res.Cold = cold
+	return res
+}
+
+// instance returns the live instance, starting one when there is none.
+func (f *function) instance(ctx context.Context) (*instance, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return nil, false, fmt.Errorf("function %q was replaced or removed", f.fn.Spec.Name)
+	}
+	if f.inst != nil && !f.inst.broken() {
+		return f.inst, false, nil
+	}
+	if f.inst != nil {
+		go f.inst.destroy()
+		f.inst = nil
+	}
+	startCtx, cancel := context.WithTimeout(ctx, f.iv.startTimeout)
+	defer cancel()
+	inst, err := startInstance(startCtx, f.iv, f.fn, f.tmpl)
+	if err != nil {
+		return nil, false, err
+	}
+	f.inst = inst
+	return inst, true, nil
+}
+
+// discard forgets a broken instance and destroys it.
+func (f *function) discard(inst *instance) {
+	f.mu.Lock()
+	if f.inst == inst {
+		f.inst = nil
+	}
+	f.mu.Unlock()
+	inst.destroy()
+}
+
+func (f *function) running() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.inst != nil && !f.inst.broken() {
+		return 1
+	}
+	return 0
+}
+
+// stop destroys the instance; calls in flight on it fail.
+func (f *function) stop() {
+	f.mu.Lock()
+	inst := f.inst
+	f.inst, f.stopped = nil, true
+	f.mu.Unlock()
+	if inst != nil {
+		inst.destroy()
+	}
+}

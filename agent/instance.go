@@ -1,0 +1,180 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgefaas/edgefaas/api"
+	"github.com/edgefaas/edgefaas/cgroups"
+	"github.com/edgefaas/edgefaas/sandbox"
+)
+
+// functionPort is where http-mode functions listen inside their sandbox
+// (the OpenFaaS watchdog's port, so its images work unchanged).
+const functionPort = 8080
+
+// instance is one sandbox running one function version.
+type instance struct {
+	fn      api.Function
+	tmpl    process
+	sb      *sandbox.Sandbox
+	http    *http.Transport // http mode only
+	logs    *lineLogger
+	isBroke atomic.Bool
+}
+
+// startInstance creates the sandbox. In http mode it runs the entrypoint as
+// the init and waits until port 8080 accepts; in exec mode the init is held
+// (created, never run) and every call execs the entrypoint into it.
+func startInstance(ctx context.Context, iv *invoker, fn api.Function, tmpl process) (*instance, error) {
+	spec := fn.Spec
+	inst := &instance{fn: fn, tmpl: tmpl, logs: newLineLogger(iv.log.With("function", spec.Name))}
+	env := tmpl.Env
+	if spec.Mode == api.ModeHTTP {
+		env = append(env[:len(env):len(env)], "PORT="+strconv.Itoa(functionPort))
+	}
+	sb, err := iv.sandboxes.Create(ctx, sandbox.Spec{
+		ID:       sandboxID(spec.Name, fn.Version),
+		Root:     tmpl.Root,
+		Hostname: spec.Name,
+		Limits:   cgroups.Limits{MemoryBytes: spec.Memory, CPUMillis: spec.CPU, Pids: spec.Pids},
+		Args:     tmpl.Args, Env: env, Cwd: tmpl.Cwd, UID: tmpl.UID, GID: tmpl.GID,
+		Hold:     spec.Mode == api.ModeExec,
+		Stdout:   inst.logs.stream("stdout"),
+		Stderr:   inst.logs.stream("stderr"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("function %q: start instance: %w", spec.Name, err)
+	}
+	inst.sb = sb
+	if spec.Mode == api.ModeHTTP {
+		if err := inst.waitReady(ctx); err != nil {
+			inst.destroy()
+			return nil, fmt.Errorf("function %q: %w", spec.Name, err)
+		}
+	}
+	iv.log.Debug("instance started", "function", spec.Name, "sandbox", sb.ID())
+	return inst, nil
+}
+
+func sandboxID(name string, version int64) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-v%d-%s", name, version, hex.EncodeToString(b))
+}
+
+// waitReady polls the function's port inside the sandbox until it accepts,
+// then keeps that first connection for the transport to use.
+func (inst *instance) waitReady(ctx context.Context) error {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(functionPort))
+	for delay := 200 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
+		c, err := inst.sb.Dial(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-inst.sb.Done():
+			return fmt.Errorf("exited before listening on port %d (see its logs)", functionPort)
+		case <-ctx.Done():
+			return fmt.Errorf("not listening on port %d after %s: %w", functionPort, "start timeout", ctx.Err())
+		case <-time.After(delay):
+		}
+	}
+	inst.http = &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return inst.sb.Dial(ctx, "tcp", addr)
+		},
+		MaxIdleConnsPerHost: max(inst.fn.Spec.Concurrency, 2),
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	return nil
+}
+
+// broken reports whether the instance must not take more calls.
+func (inst *instance) broken() bool {
+	if inst.isBroke.Load() {
+		return true
+	}
+	select {
+	case <-inst.sb.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func (inst *instance) destroy() {
+	inst.isBroke.Store(true)
+	if inst.http != nil {
+		inst.http.CloseIdleConnections()
+	}
+	_ = inst.sb.Destroy()
+	inst.logs.flush()
+}
+
+func (inst *instance) invoke(ctx context.Context, c call) result {
+	if inst.fn.Spec.Mode == api.ModeExec {
+		return inst.invokeExec(ctx, c)
+	}
+	return inst.invokeHTTP(ctx, c)
+}
+
+// failure classifies a call that ended abnormally: a timeout when the
+// deadline passed, oom when the cgroup's OOM kill counter moved, otherwise a
+// crash. The instance is marked broken either way and will be destroyed.
+func (inst *instance) failure(ctx context.Context, oomBefore uint64, cause error) result {
+	inst.isBroke.Store(true)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return errResult(http.StatusGatewayTimeout, statusTimeout, "timed out")
+	}
+	if st, err := inst.sb.Stats(); err == nil && st.OOMKills > oomBefore {
+		return errResult(http.StatusBadGateway, statusOOM,
+			fmt.Sprintf("function %q was killed by its memory limit (%d MiB)", inst.fn.Spec.Name, inst.fn.Spec.Memory>>20))
+	}
+	return errResult(http.StatusBadGateway, statusCrashed, fmt.Sprintf("function %q crashed: %v", inst.fn.Spec.Name, cause))
+}
+
+func (inst *instance) oomKills() uint64 {
+	st, err := inst.sb.Stats()
+	if err != nil {
+		return 0
+	}
+	return st.OOMKills
+}
+
+// limitedBuffer keeps at most max bytes and remembers that more came.
+type limitedBuffer struct {
+	bytes.Buffer
+	max      int64
+	overflow bool
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - int64(b.Len()); int64(len(p)) > room {
+		b.overflow = true
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
+}
+
+func tooLarge(name string, limit int64) result {
+	return errResult(http.StatusBadGateway, statusTooLarge,
+		fmt.Sprintf("function %q answered more than its response limit of %d bytes", name, limit))
+}
+
+var _ io.Writer = (*limitedBuffer)(nil)

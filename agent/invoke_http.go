@@ -1,0 +1,57 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+)
+
+// hopHeaders are connection-level headers a proxy must not forward
+// (RFC 9110 section 7.6.1).
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// invokeHTTP passes the call to the function's server over a kept-alive
+// connection into its network namespace. The response is read whole (it is
+// bounded by the response limit) so that a failure half-way becomes a clean
+// error answer instead of a truncated one.
+func (inst *instance) invokeHTTP(ctx context.Context, c call) result {
+	spec := inst.fn.Spec
+	req, err := http.NewRequestWithContext(ctx, c.Method, "http://function"+c.Path, bytes.NewReader(c.Body))
+	if err != nil {
+		return errResult(http.StatusBadRequest, statusError, err.Error())
+	}
+	req.URL.RawQuery = c.Query
+	for k, vs := range c.Header {
+		req.Header[k] = vs
+	}
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
+	}
+	req.Header.Set("X-Faas-Trigger", c.Trigger)
+	req.Header.Set("X-Call-Id", c.ID)
+	req.ContentLength = int64(len(c.Body))
+	resp, err := inst.http.RoundTrip(req)
+	if err != nil {
+		return inst.failure(ctx, 0, err)
+	}
+	defer resp.Body.Close()
+	body := &limitedBuffer{max: spec.MaxResponse}
+	if _, err := io.Copy(body, resp.Body); err != nil {
+		return inst.failure(ctx, 0, err)
+	}
+	if body.overflow {
+		return tooLarge(spec.Name, spec.MaxResponse)
+	}
+	for _, h := range hopHeaders {
+		resp.Header.Del(h)
+	}
+	status := statusOK
+	if resp.StatusCode >= 500 {
+		status = statusError
+	}
+	return result{Code: resp.StatusCode, Header: resp.Header, Body: body.Bytes(), FaasStatus: status}
+}

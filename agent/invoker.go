@@ -1,0 +1,131 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/edgefaas/edgefaas/api"
+	"github.com/edgefaas/edgefaas/errdefs"
+	"github.com/edgefaas/edgefaas/sandbox"
+)
+
+// Faas statuses: the X-Faas-Status header of every gateway answer.
+const (
+	statusOK        = "ok"
+	statusError     = "error"
+	statusNotFound  = "not_found"
+	statusThrottled = "throttled"
+	statusTimeout   = "timeout"
+	statusOOM       = "oom"
+	statusCrashed   = "crashed"
+	statusTooLarge  = "too_large"
+)
+
+// call is one invocation, whatever its trigger.
+type call struct {
+	ID      string
+	Trigger string // "http" for now; mqtt, schedule and async come later
+	Method  string
+	Path    string // the suffix after /function/NAME, always starting with "/"
+	Query   string
+	Header  http.Header
+	Body    []byte
+}
+
+// result is what the gateway writes back.
+type result struct {
+	Code       int
+	Header     http.Header
+	Body       []byte
+	FaasStatus string
+	Cold       bool
+}
+
+// errResult is an answer the agent makes itself (not the function's).
+func errResult(code int, status, msg string) result {
+	return result{Code: code, FaasStatus: status, Body: jsonError(msg, status)}
+}
+
+// invoker keeps the deployed functions in memory (the registry in the store
+// is the record; this is its running state) and starts an instance of a
+// function on demand. One instance per function, shared by up to
+// Concurrency calls at once; pooling and scaling come with the pool issue.
+type invoker struct {
+	sandboxes    *sandbox.Manager
+	startTimeout time.Duration
+	log          *slog.Logger
+
+	mu  sync.Mutex
+	fns map[string]*function
+}
+
+func newInvoker(sm *sandbox.Manager, startTimeout time.Duration, log *slog.Logger) *invoker {
+	return &invoker{sandboxes: sm, startTimeout: startTimeout, log: log, fns: map[string]*function{}}
+}
+
+// set installs (or replaces) a function. Instances of a replaced version
+// are stopped; the next call starts the new one.
+func (iv *invoker) set(fn api.Function, tmpl process) {
+	nf := &function{iv: iv, fn: fn, tmpl: tmpl, sem: make(chan struct{}, fn.Spec.Concurrency)}
+	iv.mu.Lock()
+	old := iv.fns[fn.Spec.Name]
+	iv.fns[fn.Spec.Name] = nf
+	iv.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
+}
+
+func (iv *invoker) remove(name string) {
+	iv.mu.Lock()
+	old := iv.fns[name]
+	delete(iv.fns, name)
+	iv.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
+}
+
+func (iv *invoker) lookup(name string) (*function, error) {
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	f, ok := iv.fns[name]
+	if !ok {
+		return nil, fmt.Errorf("function %q: %w", name, errdefs.ErrNotFound)
+	}
+	return f, nil
+}
+
+// instances counts running instances, per function name.
+func (iv *invoker) instances() map[string]int {
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	n := map[string]int{}
+	for name, f := range iv.fns {
+		n[name] = f.running()
+	}
+	return n
+}
+
+func (iv *invoker) stopAll() {
+	iv.mu.Lock()
+	fns := iv.fns
+	iv.fns = map[string]*function{}
+	iv.mu.Unlock()
+	for _, f := range fns {
+		f.stop()
+	}
+}
+
+// invoke runs one call of the named function.
+func (iv *invoker) invoke(ctx context.Context, name string, c call) result {
+	f, err := iv.lookup(name)
+	if err != nil {
+		return errResult(http.StatusNotFound, statusNotFound, err.Error())
+	}
+	return f.invoke(ctx, c)
+}

@@ -1,0 +1,147 @@
+// Package api holds the admin API's wire types and the Go client that the
+// command line uses. It is a leaf: it links neither libcontainer nor SQLite,
+// so the CLI stays small and the controller never links the agent.
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Function modes (DESIGN.md section 5).
+const (
+	ModeHTTP = "http" // the entrypoint serves HTTP on port 8080 inside the sandbox
+	ModeExec = "exec" // one process per invocation: body on stdin, response on stdout
+)
+
+// Defaults applied to a FunctionSpec by WithDefaults.
+const (
+	DefaultMemory       = 128 << 20
+	DefaultCPU          = 500
+	DefaultPids         = 64
+	DefaultTimeout      = 10 * time.Second
+	DefaultConcurrency  = 10
+	DefaultRequestSize  = 6 << 20
+	DefaultResponseSize = 6 << 20
+)
+
+// FunctionSpec is what a user deploys: an image plus limits.
+type FunctionSpec struct {
+	Name        string            `json:"name"`
+	Image       string            `json:"image"` // the reference as the user gave it
+	Mode        string            `json:"mode,omitempty"`
+	Memory      int64             `json:"memory_bytes,omitempty"`
+	CPU         int64             `json:"cpu_millis,omitempty"`
+	Pids        int64             `json:"pids,omitempty"`
+	Timeout     Duration          `json:"timeout,omitempty"`
+	Concurrency int               `json:"concurrency,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
+	MaxRequest  int64             `json:"max_request_bytes,omitempty"`
+	MaxResponse int64             `json:"max_response_bytes,omitempty"`
+}
+
+// WithDefaults returns the spec with every zero limit replaced by its default.
+func (s FunctionSpec) WithDefaults() FunctionSpec {
+	if s.Mode == "" {
+		s.Mode = ModeHTTP
+	}
+	if s.Memory == 0 {
+		s.Memory = DefaultMemory
+	}
+	if s.CPU == 0 {
+		s.CPU = DefaultCPU
+	}
+	if s.Pids == 0 {
+		s.Pids = DefaultPids
+	}
+	if s.Timeout == 0 {
+		s.Timeout = Duration(DefaultTimeout)
+	}
+	if s.Concurrency == 0 {
+		s.Concurrency = DefaultConcurrency
+	}
+	if s.MaxRequest == 0 {
+		s.MaxRequest = DefaultRequestSize
+	}
+	if s.MaxResponse == 0 {
+		s.MaxResponse = DefaultResponseSize
+	}
+	return s
+}
+
+// Function is a deployed function as the registry records it.
+type Function struct {
+	Spec        FunctionSpec `json:"spec"`
+	ImageDigest string       `json:"image_digest"`
+	Version     int64        `json:"version"` // bumped on every deploy
+	CreatedAt   time.Time    `json:"created_at"`
+	UpdatedAt   time.Time    `json:"updated_at"`
+	// Instances is filled in by the agent from its running state; the
+	// registry does not store it.
+	Instances int `json:"instances"`
+}
+
+// ImageConfig is the part of an OCI image config that runs a function.
+type ImageConfig struct {
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Cmd        []string          `json:"cmd,omitempty"`
+	Env        []string          `json:"env,omitempty"`
+	WorkingDir string            `json:"working_dir,omitempty"`
+	User       string            `json:"user,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+}
+
+// Image is an imported image.
+type Image struct {
+	Digest    string      `json:"digest"` // manifest digest, "sha256:..."
+	Names     []string    `json:"names,omitempty"`
+	Platform  string      `json:"platform"` // "linux/amd64"
+	Size      int64       `json:"size"`     // bytes of all blobs
+	CreatedAt time.Time   `json:"created_at"`
+	Config    ImageConfig `json:"config"`
+}
+
+// Info answers GET /v1/info.
+type Info struct {
+	Version    string `json:"version"`
+	Arch       string `json:"arch"`
+	CgroupMode string `json:"cgroup_mode"`
+	StateDir   string `json:"state_dir"`
+	Listen     string `json:"listen"`
+	Functions  int    `json:"functions"`
+	Instances  int    `json:"instances"`
+	Images     int    `json:"images"`
+}
+
+// Error is the JSON body of every error answer, from the admin API and the
+// gateway alike.
+type Error struct {
+	Error  string `json:"error"`
+	Status string `json:"status,omitempty"` // the X-Faas-Status value on the gateway
+}
+
+// Duration is a time.Duration that reads and writes as "10s" in JSON.
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err2 := json.Unmarshal(b, &n); err2 != nil {
+			return fmt.Errorf("duration: want a string like \"10s\": %w", err)
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}

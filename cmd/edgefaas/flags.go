@@ -1,0 +1,93 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// newFlags makes a flag set for one verb, with errors returned, not printed
+// twice.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("edgefaas "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parseArgs parses flags that may come before or after the positional
+// arguments ("deploy NAME --image X" and "deploy --image X NAME").
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// oneName returns the single positional argument a verb wants.
+func oneName(fs *flag.FlagSet, args []string, what string) (string, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", fmt.Errorf("%s: want exactly one %s", fs.Name(), what)
+	}
+	return pos[0], nil
+}
+
+// parseBytes reads a memory quantity: 128Mi, 1Gi, 512Ki, 64M, 1G, or bytes.
+func parseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   float64
+	}{
+		{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30},
+		{"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"k", 1e3},
+	}
+	mult := 1.0
+	num := s
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			mult, num = u.mult, strings.TrimSuffix(s, u.suffix)
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || math.IsInf(v*mult, 0) {
+		return 0, fmt.Errorf("%q is not a size like 128Mi", s)
+	}
+	return int64(v * mult), nil
+}
+
+// parseCPU reads millicores: 500m, 0.5 or 2 (cores).
+func parseCPU(s string) (int64, error) {
+	if m, ok := strings.CutSuffix(s, "m"); ok {
+		v, err := strconv.ParseInt(m, 10, 64)
+		if err != nil || v < 0 {
+			return 0, fmt.Errorf("%q is not a CPU amount like 500m", s)
+		}
+		return v, nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 || v > 1e6 {
+		return 0, fmt.Errorf("%q is not a CPU amount like 500m or 1.5", s)
+	}
+	return int64(math.Round(v * 1000)), nil
+}
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }

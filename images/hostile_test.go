@@ -1,0 +1,181 @@
+package images
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/edgefaas/edgefaas/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// climb is enough "../" to reach "/" from any store location, so
+// climb+host aims at the host directory wherever the root is.
+var climb = strings.Repeat("../", 40)
+
+// TestImportRefusesHostileArchives imports archives that try to write,
+// link or delete outside the root, or that lie about their blobs. Each is
+// refused with ErrInvalid, the host directory they aim at is untouched, and
+// the store holds nothing afterwards.
+func TestImportRefusesHostileArchives(t *testing.T) {
+	requireRoot(t)
+	tests := []struct {
+		name  string
+		build func(a *testArchive, host string)
+	}{
+		{"dot-dot entry", func(a *testArchive, host string) {
+			a.image(a.layer(file(climb+host+"/pwned", "x", 0o644)))
+		}},
+		{"dot-dot inside a name", func(a *testArchive, host string) {
+			a.image(a.layer(dir("a/", 0o755), file("a/../../pwned", "x", 0o644)))
+		}},
+		{"absolute symlink then a write through it", func(a *testArchive, host string) {
+			a.image(a.layer(symlink("evil", host), file("evil/pwned", "x", 0o644)))
+		}},
+		{"climbing symlink then a write through it", func(a *testArchive, host string) {
+			a.image(a.layer(symlink("evil", climb+host), file("evil/pwned", "x", 0o644)))
+		}},
+		{"symlink in a lower layer, write in an upper one", func(a *testArchive, host string) {
+			a.image(a.layer(symlink("evil", host)), a.layer(file("evil/pwned", "x", 0o644)))
+		}},
+		{"symlink chain", func(a *testArchive, host string) {
+			a.image(a.layer(symlink("a", "b"), symlink("b", host), file("a/pwned", "x", 0o644)))
+		}},
+		{"directory through a symlink", func(a *testArchive, host string) {
+			a.image(a.layer(symlink("evil", host), dir("evil/pwned/", 0o755)))
+		}},
+		{"symlink created through a symlink", func(a *testArchive, host string) {
+			a.image(a.layer(symlink("evil", host), symlink("evil/pwned", "/")))
+		}},
+		{"hardlink to a host file by absolute name", func(a *testArchive, host string) {
+			a.image(a.layer(hardlink("link", host+"/secret")))
+		}},
+		{"hardlink climbing out", func(a *testArchive, host string) {
+			a.image(a.layer(hardlink("link", climb+host+"/secret")))
+		}},
+		{"hardlink through a symlink", func(a *testArchive, host string) {
+			a.image(a.layer(symlink("evil", host), hardlink("link", "evil/secret")))
+		}},
+		{"hardlink to a missing file", func(a *testArchive, host string) {
+			a.image(a.layer(hardlink("link", "nothing-here")))
+		}},
+		{"whiteout through a symlink", func(a *testArchive, host string) {
+			a.image(a.layer(symlink("evil", host)), a.layer(file("evil/.wh.secret", "", 0o644)))
+		}},
+		{"opaque whiteout through a symlink", func(a *testArchive, host string) {
+			a.image(a.layer(symlink("evil", host)), a.layer(file("evil/.wh..wh..opq", "", 0o644)))
+		}},
+		{"character device", func(a *testArchive, host string) {
+			a.image(a.layer(special("dev/null", tar.TypeChar)))
+		}},
+		{"block device", func(a *testArchive, host string) {
+			a.image(a.layer(special("dev/sda", tar.TypeBlock)))
+		}},
+		{"fifo", func(a *testArchive, host string) {
+			a.image(a.layer(special("fifo", tar.TypeFifo)))
+		}},
+		{"layer digest does not match its descriptor", func(a *testArchive, host string) {
+			l := a.layer(file("ok", "x", 0o644))
+			a.blobs[l.desc.Digest] = gzipBytes(a.t, tarLayer(a.t, file("ok", "y", 0o644)))
+			a.image(l)
+		}},
+		{"blob size does not match its descriptor", func(a *testArchive, host string) {
+			l := a.layer(file("ok", "x", 0o644))
+			l.desc.Size++
+			a.image(l)
+		}},
+		{"diff ID does not match the layer", func(a *testArchive, host string) {
+			l := a.layer(file("ok", "x", 0o644))
+			l.diffID = a.layer(file("other", "y", 0o644)).diffID
+			a.image(l)
+		}},
+		{"zstd layer", func(a *testArchive, host string) {
+			l := a.layer(file("ok", "x", 0o644))
+			l.desc.MediaType = ocispec.MediaTypeImageLayerZstd
+			a.image(l)
+		}},
+		{"unknown layer media type", func(a *testArchive, host string) {
+			l := a.layer(file("ok", "x", 0o644))
+			l.desc.MediaType = "application/x-squashfs"
+			a.image(l)
+		}},
+		{"gzip layer that is not gzip", func(a *testArchive, host string) {
+			raw := tarLayer(a.t, file("ok", "x", 0o644))
+			a.image(testLayer{desc: a.blob(ocispec.MediaTypeImageLayerGzip, raw), diffID: digest.FromString("unused")})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host := t.TempDir()
+			if err := os.WriteFile(filepath.Join(host, "secret"), []byte("secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			a := newArchive(t)
+			tt.build(a, host)
+			s := newStore(t, Config{})
+			_, err := s.ImportArchive(context.Background(), a.write())
+			if !errors.Is(err, errdefs.ErrInvalid) {
+				t.Fatalf("import: got %v, want ErrInvalid", err)
+			}
+			t.Logf("refused: %v", err)
+			assertHostUntouched(t, host)
+			assertEmptyStore(t, s)
+		})
+	}
+}
+
+// assertHostUntouched checks that host still holds only "secret", intact
+// and with no extra hardlink.
+func assertHostUntouched(t *testing.T, host string) {
+	t.Helper()
+	if got := listDir(t, host); !slices.Equal(got, []string{"secret"}) {
+		t.Errorf("host dir holds %v, want [secret]", got)
+	}
+	p := filepath.Join(host, "secret")
+	b, err := os.ReadFile(p)
+	if err != nil || string(b) != "secret" {
+		t.Errorf("host secret: got %q, %v; want %q", b, err, "secret")
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := fi.Sys().(*syscall.Stat_t).Nlink; n != 1 {
+		t.Errorf("host secret has %d links, want 1", n)
+	}
+}
+
+// TestReplacingASymlinkDoesNotFollowIt checks that an entry landing on an
+// existing symlink replaces the link instead of writing to its target.
+func TestReplacingASymlinkDoesNotFollowIt(t *testing.T) {
+	requireRoot(t)
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "secret"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, Config{})
+	_, root := importLayers(t, s,
+		[]tarEntry{symlink("evil", host+"/secret"), symlink("inner", "target"), file("target", "t", 0o644)},
+		[]tarEntry{file("evil", "replaced", 0o644), file("inner", "replaced", 0o644)},
+	)
+	assertHostUntouched(t, host)
+	for _, tc := range []struct{ name, want string }{
+		{"evil", "replaced"}, {"inner", "replaced"}, {"target", "t"},
+	} {
+		fi, err := os.Lstat(filepath.Join(root, tc.name))
+		if err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s: got %v, %v; want a regular file", tc.name, fi, err)
+			continue
+		}
+		if b, _ := os.ReadFile(filepath.Join(root, tc.name)); string(b) != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, b, tc.want)
+		}
+	}
+}
