@@ -40,6 +40,9 @@ func (a *Agent) handleListFunctions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	running := a.invoker.instances()
+	if fns == nil {
+		fns = []api.Function{}
+	}
 	for i := range fns {
 		fns[i].Instances = running[fns[i].Spec.Name]
 	}
@@ -94,6 +97,9 @@ func (a *Agent) handleListImages(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if imgs == nil {
+		imgs = []api.Image{}
 	}
 	writeJSON(w, http.StatusOK, imgs)
 }

@@ -58,7 +58,7 @@ type Agent struct {
 	sandboxes *sandbox.Manager
 	invoker   *invoker
 
-	mu        sync.Mutex
+	mu      sync.Mutex
 	servers []*http.Server
 	gwAddr  string // the gateway's bound address, once serving
 }

@@ -49,9 +49,9 @@ func startInstance(ctx context.Context, iv *invoker, fn api.Function, tmpl proce
 		Hostname: spec.Name,
 		Limits:   cgroups.Limits{MemoryBytes: spec.Memory, CPUMillis: spec.CPU, Pids: spec.Pids},
 		Args:     tmpl.Args, Env: env, Cwd: tmpl.Cwd, UID: tmpl.UID, GID: tmpl.GID,
-		Hold:     spec.Mode == api.ModeExec,
-		Stdout:   inst.logs.stream("stdout"),
-		Stderr:   inst.logs.stream("stderr"),
+		Hold:   spec.Mode == api.ModeExec,
+		Stdout: inst.logs.stream("stdout"),
+		Stderr: inst.logs.stream("stderr"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("function %q: start instance: %w", spec.Name, err)
@@ -154,23 +154,27 @@ func (inst *instance) oomKills() uint64 {
 	return st.OOMKills
 }
 
-// limitedBuffer keeps at most max bytes and remembers that more came.
+// limitedBuffer keeps at most max bytes and remembers that more came. (It
+// must not embed bytes.Buffer: io.Copy would use the embedded ReadFrom and
+// bypass the limit.)
 type limitedBuffer struct {
-	bytes.Buffer
+	buf      bytes.Buffer
 	max      int64
 	overflow bool
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - int64(b.Len()); int64(len(p)) > room {
+	if room := b.max - int64(b.buf.Len()); int64(len(p)) > room {
 		b.overflow = true
 		if room > 0 {
-			b.Buffer.Write(p[:room])
+			b.buf.Write(p[:room])
 		}
 		return len(p), nil
 	}
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }
+
+func (b *limitedBuffer) Bytes() []byte { return b.buf.Bytes() }
 
 func tooLarge(name string, limit int64) result {
 	return errResult(http.StatusBadGateway, statusTooLarge,

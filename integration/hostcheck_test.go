@@ -54,7 +54,7 @@ func (a *agentProc) sandboxPids(fn string) []int {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/cgroup")
-		if err == nil && strings.Contains(string(b), needle) {
+		if err == nil && strings.Contains(string(b), needle) && alive(pid) {
 			pids = append(pids, pid)
 		}
 	}
@@ -94,4 +94,18 @@ func (a *agentProc) assertNoCgroups() {
 			_ = os.Remove(d) // the empty parent itself is the test's to remove
 		}
 	}
+}
+
+// alive reports whether pid is a live process: not gone and not a zombie
+// waiting for its parent (after kill -9 of the agent, the sandboxes' inits
+// are reparented to the machine's init, which reaps them when it pleases).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
 }

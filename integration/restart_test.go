@@ -3,7 +3,6 @@ package integration
 import (
 	"net/http"
 	"os"
-	"strconv"
 	"testing"
 )
 
@@ -22,7 +21,7 @@ func TestKill9ThenRestartCleansUpAndKeepsFunctions(t *testing.T) {
 	// The sandboxes outlive a crashed agent: that is what the next start
 	// must clean up.
 	for _, pid := range before {
-		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+		if !alive(pid) {
 			t.Fatalf("sandbox process %d died with the agent; the test proves nothing", pid)
 		}
 	}
@@ -30,7 +29,7 @@ func TestKill9ThenRestartCleansUpAndKeepsFunctions(t *testing.T) {
 
 	a.start()
 	for _, pid := range before {
-		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+		if alive(pid) {
 			t.Errorf("leftover sandbox process %d survived the restart", pid)
 		}
 	}

@@ -8,7 +8,10 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
@@ -36,13 +39,19 @@ type ExitStatus struct {
 // SIGKILL and ctx's error is returned with its status. Processes it left
 // behind are the caller's business (Destroy ends them all).
 func (s *Sandbox) Exec(ctx context.Context, p Process) (ExitStatus, error) {
+	std, err := newStdio(p)
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	defer std.close()
 	lp := &libcontainer.Process{
 		Args: p.Args, Env: p.Env, Cwd: p.Cwd, UID: s.uid, GID: s.gid,
-		Stdin: p.Stdin, Stdout: orDiscard(p.Stdout), Stderr: orDiscard(p.Stderr),
+		Stdin: std.child[0], Stdout: std.child[1], Stderr: std.child[2],
 	}
 	if err := s.c.Run(lp); err != nil {
 		return ExitStatus{}, fmt.Errorf("exec in sandbox %q: %w", s.ID(), err)
 	}
+	std.started()
 	waited := make(chan *os.ProcessState, 1)
 	go func() {
 		ps, _ := lp.Wait()
@@ -52,6 +61,7 @@ func (s *Sandbox) Exec(ctx context.Context, p Process) (ExitStatus, error) {
 	var ps *os.ProcessState
 	select {
 	case ps = <-waited:
+		std.drain(drainGrace)
 	case <-ctx.Done():
 		ctxErr = ctx.Err()
 		_ = lp.Signal(os.Kill)
@@ -106,4 +116,86 @@ func (s *Sandbox) Dial(ctx context.Context, network, addr string) (net.Conn, err
 	}()
 	r := <-ch
 	return r.conn, r.err
+}
+
+// drainGrace is how long Exec waits, after the process exited, for its
+// output pipes to reach EOF. A background child that inherited them could
+// hold them open forever; its output after that is lost.
+const drainGrace = 100 * time.Millisecond
+
+// stdio gives an exec'd process real pipes. Had libcontainer's exec.Cmd got
+// plain io.Readers and io.Writers, its Wait would also wait for its copying
+// goroutines, so a background child holding stdout open would hang the call
+// past its timeout.
+type stdio struct {
+	child  [3]*os.File // the process's ends
+	parent [3]*os.File // ours
+	copies sync.WaitGroup
+}
+
+func newStdio(p Process) (*stdio, error) {
+	s := &stdio{}
+	// One writer for both streams gets one pipe, as with exec.Cmd: two
+	// copies into one writer would race.
+	shared := p.Stdout != nil && p.Stdout == p.Stderr
+	for i := range 3 {
+		if i == 2 && shared {
+			s.child[2] = s.child[1]
+			break
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		if i == 0 {
+			s.child[i], s.parent[i] = r, w
+		} else {
+			s.child[i], s.parent[i] = w, r
+		}
+	}
+	stdin := p.Stdin
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	s.copies.Go(func() {
+		_, _ = io.Copy(s.parent[0], stdin)
+		s.parent[0].Close()
+	})
+	s.copies.Go(func() { _, _ = io.Copy(orDiscard(p.Stdout), s.parent[1]) })
+	if !shared {
+		s.copies.Go(func() { _, _ = io.Copy(orDiscard(p.Stderr), s.parent[2]) })
+	}
+	return s, nil
+}
+
+// started closes our copies of the child's ends, so that EOF arrives when
+// the process (and whatever inherited them) closes them.
+func (s *stdio) started() {
+	for _, f := range s.child {
+		f.Close()
+	}
+}
+
+// drain waits up to grace for the output copies to finish.
+func (s *stdio) drain(grace time.Duration) {
+	done := make(chan struct{})
+	go func() { s.copies.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+	}
+}
+
+// close ends every copy: closing our ends unblocks the goroutines.
+func (s *stdio) close() {
+	for i := range 3 {
+		if s.child[i] != nil {
+			s.child[i].Close()
+		}
+		if s.parent[i] != nil {
+			s.parent[i].Close()
+		}
+	}
+	s.copies.Wait()
 }
