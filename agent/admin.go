@@ -194,5 +194,8 @@ func decodeJSON(r *http.Request, v any) error {
 		}
 		return fmt.Errorf("request body: %v: %w", err, errdefs.ErrInvalid)
 	}
+	if dec.Decode(&struct{}{}) != io.EOF {
+		return fmt.Errorf("request body: data after the JSON value: %w", errdefs.ErrInvalid)
+	}
 	return nil
 }

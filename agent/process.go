@@ -92,8 +92,11 @@ func lookupUser(root, user string) (uid, gid int, err error) {
 // lookupID finds name (or a number) in a passwd-style file; gidField is the
 // column holding the user's primary group (-1: none).
 func lookupID(root, file, name string, gidField int) (id, gid int, err error) {
-	if n, err := strconv.Atoi(name); err == nil {
-		return n, n, nil
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		if n == 1<<32-1 {
+			return 0, 0, fmt.Errorf("id %s is reserved: %w", name, errdefs.ErrInvalid)
+		}
+		return int(n), int(n), nil
 	}
 	r, err := os.OpenRoot(root)
 	if err != nil {
@@ -117,7 +120,9 @@ func lookupID(root, file, name string, gidField int) (id, gid int, err error) {
 		}
 		gid = id
 		if gidField > 0 && len(fields) > gidField {
-			gid, _ = strconv.Atoi(fields[gidField])
+			if gid, err = strconv.Atoi(fields[gidField]); err != nil {
+				break
+			}
 		}
 		return id, gid, nil
 	}

@@ -55,6 +55,9 @@ func (m *Manager) containerConfig(spec Spec) *configs.Config {
 	devs, rules := allowedDevices()
 	res := spec.Limits.Resources()
 	res.Devices = rules
+	if m.noSwapAccounting {
+		res.MemorySwap = 0
+	}
 	caps := []string{}
 	if spec.UID == 0 {
 		caps = rootCaps

@@ -51,6 +51,10 @@ type Manager struct {
 	mode    cgroups.Mode
 	rlimits []configs.Rlimit
 	log     *slog.Logger
+	// noSwapAccounting: a v1 host booted without swap accounting has no
+	// memory.memsw.* files, and libcontainer fails the whole start when
+	// asked to write one. Without them there is no swap limit to set.
+	noSwapAccounting bool
 }
 
 // NewManager detects the cgroup mode once and prepares the state directory.
@@ -67,7 +71,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, mode: cgroups.Detect(), rlimits: ownRlimits(), log: cfg.Logger}, nil
+	m := &Manager{cfg: cfg, mode: cgroups.Detect(), rlimits: ownRlimits(), log: cfg.Logger}
+	if m.mode == cgroups.V1 {
+		_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+		m.noSwapAccounting = err != nil
+	}
+	return m, nil
 }
 
 // CgroupMode is the cgroup mode detected at start.

@@ -25,13 +25,39 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		if err := fs.Parse(args); err != nil {
 			return nil, err
 		}
-		args = fs.Args()
-		if len(args) == 0 {
+		rest := fs.Args()
+		if endedByTerminator(fs, args[:len(args)-len(rest)]) {
+			return append(pos, rest...), nil // after "--" all is positional
+		}
+		if len(rest) == 0 {
 			return pos, nil
 		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
+}
+
+// endedByTerminator reports whether fs.Parse, having consumed the arguments
+// consumed, stopped at a "--" terminator (and did not take "--" as a flag's
+// value). It walks them as package flag does.
+func endedByTerminator(fs *flag.FlagSet, consumed []string) bool {
+	for i := 0; i < len(consumed); i++ {
+		a := consumed[i]
+		if a == "--" {
+			return i == len(consumed)-1
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil {
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				continue
+			}
+		}
+		i++ // the flag's value
+	}
+	return false
 }
 
 // oneName returns the single positional argument a verb wants.
@@ -64,7 +90,10 @@ func parseBytes(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v < 0 || math.IsInf(v*mult, 0) {
+	// !(b >= 0) also rejects NaN; 1<<63 is the first float64 that does not
+	// fit int64 (the conversion of a larger one is implementation-defined:
+	// math.MinInt64 on amd64).
+	if b := v * mult; err != nil || !(b >= 0) || b >= 1<<63 {
 		return 0, fmt.Errorf("%q is not a size like 128Mi", s)
 	}
 	return int64(v * mult), nil
@@ -80,7 +109,7 @@ func parseCPU(s string) (int64, error) {
 		return v, nil
 	}
 	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v < 0 || v > 1e6 {
+	if err != nil || !(v >= 0 && v <= 1e6) { // NaN fails both comparisons
 		return 0, fmt.Errorf("%q is not a CPU amount like 500m or 1.5", s)
 	}
 	return int64(math.Round(v * 1000)), nil
