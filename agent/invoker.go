@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -119,13 +118,4 @@ func (iv *invoker) stopAll() {
 	for _, f := range fns {
 		f.stop()
 	}
-}
-
-// invoke runs one call of the named function.
-func (iv *invoker) invoke(ctx context.Context, name string, c call) result {
-	f, err := iv.lookup(name)
-	if err != nil {
-		return errResult(http.StatusNotFound, statusNotFound, err.Error())
-	}
-	return f.invoke(ctx, c)
 }

@@ -150,9 +150,18 @@ func runcExec(t testing.TB, dir, bundle, id string) time.Duration {
 // runcHTTP times `runc run -d` of the server until it answered one request,
 // dialing into its network namespace as the agent does.
 func runcHTTP(t testing.TB, dir, bundle, id string) time.Duration {
+	// The detached container inherits runc's stdio: give it a file, not a
+	// pipe that would never reach EOF while the server runs.
+	errFile, err := os.CreateTemp(dir, "runc-stderr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errFile.Close()
 	start := time.Now()
 	cmd := runcCmd(dir, "run", "-d", "--bundle", bundle, id)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	cmd.Stderr = errFile
+	if err := cmd.Run(); err != nil {
+		out, _ := os.ReadFile(errFile.Name())
 		t.Fatalf("runc run -d: %v %s", err, out)
 	}
 	defer func() {

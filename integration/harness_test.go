@@ -150,6 +150,9 @@ func (a *agentProc) start() {
 	a.cmd = exec.Command(built.edgefaasd, "--state-dir", a.state, "--api-socket", a.sock,
 		"--listen", "127.0.0.1:0", "--cgroup-parent", a.cgroupParent)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
+	// An agent must not outlive a test binary that died (a timeout, a
+	// SIGQUIT for a stack dump): kill it with its parent.
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

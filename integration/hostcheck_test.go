@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/edgefaas/edgefaas/cgroups"
 )
 
 // sandboxCgroups lists the cgroup directories of the agent's sandboxes, in
@@ -88,11 +90,9 @@ func (a *agentProc) assertNoCgroups() {
 	if m := a.hostMounts(); len(m) > 0 {
 		t.Errorf("mounts left after the agent stopped: %v", m)
 	}
-	for _, base := range []string{"/sys/fs/cgroup/*/" + a.cgroupParent, "/sys/fs/cgroup/" + a.cgroupParent} {
-		m, _ := filepath.Glob(base)
-		for _, d := range m {
-			_ = os.Remove(d) // the empty parent itself is the test's to remove
-		}
+	// The (now empty) parent itself is the test's to remove.
+	if _, err := cgroups.Cleanup(cgroups.Detect(), a.cgroupParent); err != nil {
+		t.Errorf("removing the test's cgroup parent: %v", err)
 	}
 }
 
