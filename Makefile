@@ -25,7 +25,7 @@ run: build examples ## start edgefaasd in ./.state, deploy the examples, print t
 	./examples/run.sh "$(STATE)" "$(LISTEN)"
 
 bench: build ## cold invoke in exec and http mode against `runc run`, as ratios
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./sandbox/ ./integration/ | tee bench.txt
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./sandbox/ ./metering/ ./integration/ | tee bench.txt
 
 lint: ## go vet and staticcheck
 	$(GO) vet ./...

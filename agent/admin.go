@@ -30,6 +30,8 @@ func (a *Agent) adminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/images", a.handleImport)
 	mux.HandleFunc("DELETE /v1/images/{ref}", a.handleRemoveImage)
 	mux.HandleFunc("GET /v1/info", a.handleInfo)
+	mux.HandleFunc("GET /v1/usage", a.handleUsage)
+	mux.HandleFunc("GET /v1/functions/{name}/logs", a.handleLogs)
 	return mux
 }
 

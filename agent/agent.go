@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/edgefaas/edgefaas/images"
+	"github.com/edgefaas/edgefaas/logs"
+	"github.com/edgefaas/edgefaas/metering"
 	"github.com/edgefaas/edgefaas/sandbox"
 	"github.com/edgefaas/edgefaas/store"
 )
@@ -28,6 +30,7 @@ type Config struct {
 	Listen       string        // ":8080"
 	CgroupParent string        // "edgefaas"
 	StartTimeout time.Duration // how long an instance may take to become ready; 10s
+	Retention    time.Duration // raw activation records kept before hourly roll-up; 7 days
 	Logger       *slog.Logger  // slog.Default()
 }
 
@@ -57,6 +60,9 @@ type Agent struct {
 	images    *images.Store
 	sandboxes *sandbox.Manager
 	invoker   *invoker
+	ledger    *metering.Ledger
+	logs      *logs.Store
+	metrics   *metrics
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -111,7 +117,21 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	if _, err := a.sandboxes.Cleanup(); err != nil {
 		a.log.Warn("cleanup after previous agent was incomplete", "err", err)
 	}
-	a.invoker = newInvoker(a.sandboxes, cfg.StartTimeout, a.log)
+	// Under systemd (JOURNAL_STREAM is set for the service), function
+	// output also goes to the journal, tagged with the function and call.
+	a.logs, err = logs.Open(logs.Config{Dir: filepath.Join(cfg.StateDir, "logs"),
+		Journal: os.Getenv("JOURNAL_STREAM") != "", Logger: a.log})
+	if err != nil {
+		return nil, fmt.Errorf("open function logs: %w", err)
+	}
+	a.invoker = newInvoker(a.sandboxes, a.logs, cfg.StartTimeout, a.log)
+	a.metrics = newMetrics(a.invoker)
+	// Standalone (no cloud controller yet): every record counts as
+	// acknowledged, so retention rolls them up; the cloud link will set
+	// RequireAck.
+	if a.ledger, err = metering.Open(a.db, metering.Config{Retention: cfg.Retention, Logger: a.log}); err != nil {
+		return nil, fmt.Errorf("open metering ledger: %w", err)
+	}
 	if err := a.loadFunctions(ctx); err != nil {
 		return nil, err
 	}
@@ -182,6 +202,16 @@ func (a *Agent) Close() error {
 	a.shutdown()
 	if a.invoker != nil {
 		a.invoker.stopAll()
+	}
+	if a.ledger != nil {
+		if err := a.ledger.Close(); err != nil {
+			a.log.Error("closing the metering ledger", "err", err)
+		}
+	}
+	if a.logs != nil {
+		if err := a.logs.Close(); err != nil {
+			a.log.Error("closing function logs", "err", err)
+		}
 	}
 	if a.db != nil {
 		return a.db.Close()

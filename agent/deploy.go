@@ -98,6 +98,9 @@ func (a *Agent) remove(ctx context.Context, name string) error {
 		return err
 	}
 	a.invoker.remove(name)
+	if err := a.logs.Remove(name); err != nil {
+		a.log.Warn("removing function logs", "function", name, "err", err)
+	}
 	a.log.Info("removed", "function", name)
 	return nil
 }

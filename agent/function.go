@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgefaas/edgefaas/api"
@@ -18,6 +19,8 @@ type function struct {
 	tmpl process       // how to start its program, resolved at deploy
 	sem  chan struct{} // one slot per concurrent call
 
+	waiting atomic.Int64 // calls queued for a concurrency slot
+
 	mu      sync.Mutex // held while an instance starts: later callers wait for it
 	inst    *instance
 	stopped bool
@@ -27,21 +30,21 @@ type function struct {
 // the call on it, with the function's timeout covering the call itself.
 func (f *function) invoke(ctx context.Context, c call) result {
 	spec := f.fn.Spec
-	// Queue for a slot at most as long as the call itself may take.
-	wait := time.NewTimer(time.Duration(spec.Timeout))
-	defer wait.Stop()
-	select {
-	case f.sem <- struct{}{}:
-		defer func() { <-f.sem }()
-	case <-ctx.Done():
-		return errResult(499, statusError, "caller went away")
-	case <-wait.C:
+	if !f.acquire(ctx) {
+		if ctx.Err() != nil {
+			return errResult(499, statusError, "caller went away")
+		}
 		return errResult(http.StatusTooManyRequests, statusThrottled,
 			fmt.Sprintf("function %q is at its concurrency limit (%d)", spec.Name, spec.Concurrency))
 	}
+	defer func() { <-f.sem }()
+	start := time.Now()
 	inst, cold, err := f.instance(ctx)
+	initTime := time.Since(start)
 	if err != nil {
-		return errResult(http.StatusBadGateway, statusCrashed, err.Error())
+		res := errResult(http.StatusBadGateway, statusCrashed, err.Error())
+		res.Cold, res.InitTime, res.Ran = true, initTime, true
+		return res
 	}
 	callCtx, cancel := context.WithTimeout(ctx, time.Duration(spec.Timeout))
 	defer cancel()
@@ -56,8 +59,32 @@ func (f *function) invoke(ctx context.Context, c call) result {
 	if inst.broken() {
 		f.discard(inst)
 	}
-	res.Cold = cold
+	res.Cold, res.Ran = cold, true
+	if cold {
+		res.InitTime = initTime
+	}
 	return res
+}
+
+// acquire takes a concurrency slot, queueing at most as long as the call
+// itself may take.
+func (f *function) acquire(ctx context.Context) bool {
+	select {
+	case f.sem <- struct{}{}:
+		return true
+	default:
+	}
+	f.waiting.Add(1)
+	defer f.waiting.Add(-1)
+	wait := time.NewTimer(time.Duration(f.fn.Spec.Timeout))
+	defer wait.Stop()
+	select {
+	case f.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+	case <-wait.C:
+	}
+	return false
 }
 
 // instance returns the live instance, starting one when there is none.

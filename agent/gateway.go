@@ -10,7 +10,7 @@ import (
 	"strconv"
 )
 
-// gatewayHandler serves function invocations, /healthz and, later, /metrics.
+// gatewayHandler serves function invocations, /healthz and /metrics.
 func (a *Agent) gatewayHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/function/{name}", a.handleInvoke)
@@ -18,6 +18,7 @@ func (a *Agent) gatewayHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	mux.Handle("GET /metrics", a.metrics.handler())
 	return mux
 }
 
@@ -42,13 +43,10 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeResult(w, errResult(http.StatusBadRequest, statusError, "reading request body: "+err.Error()))
 		return
 	}
-	res := f.invoke(r.Context(), call{
+	res := a.run(r.Context(), f, call{
 		ID: callID, Trigger: "http", Method: r.Method, Path: "/" + r.PathValue("path"),
 		Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body,
 	})
-	if res.FaasStatus != statusOK {
-		a.log.Info("invocation failed", "function", name, "call_id", callID, "status", res.FaasStatus, "code", res.Code)
-	}
 	writeResult(w, res)
 }
 

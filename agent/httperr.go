@@ -45,3 +45,5 @@ func writeError(w http.ResponseWriter, err error) {
 	w.WriteHeader(httpStatus(err))
 	_, _ = w.Write(jsonError(err.Error(), ""))
 }
+
+func errorsIsNotFound(err error) bool { return errors.Is(err, errdefs.ErrNotFound) }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/cgroups"
+	"github.com/edgefaas/edgefaas/logs"
 	"github.com/edgefaas/edgefaas/sandbox"
 )
 
@@ -25,12 +26,14 @@ const functionPort = 8080
 
 // instance is one sandbox running one function version.
 type instance struct {
-	fn      api.Function
-	tmpl    process
-	sb      *sandbox.Sandbox
-	http    *http.Transport // http mode only
-	logs    *lineLogger
-	isBroke atomic.Bool
+	fn       api.Function
+	tmpl     process
+	sb       *sandbox.Sandbox
+	http     *http.Transport // http mode only
+	logs     *logs.Store
+	streams  []io.Closer // the init's stdout and stderr writers
+	isBroke  atomic.Bool
+	inflight atomic.Int64 // http mode: calls in flight, to apportion CPU time
 }
 
 // startInstance creates the sandbox. In http mode it runs the entrypoint as
@@ -38,22 +41,26 @@ type instance struct {
 // (created, never run) and every call execs the entrypoint into it.
 func startInstance(ctx context.Context, iv *invoker, fn api.Function, tmpl process) (*instance, error) {
 	spec := fn.Spec
-	inst := &instance{fn: fn, tmpl: tmpl, logs: newLineLogger(iv.log.With("function", spec.Name))}
+	id := sandboxID(spec.Name, fn.Version)
+	stdout := iv.logs.Writer(spec.Name, id, "stdout", "")
+	stderr := iv.logs.Writer(spec.Name, id, "stderr", "")
+	inst := &instance{fn: fn, tmpl: tmpl, logs: iv.logs, streams: []io.Closer{stdout, stderr}}
 	env := tmpl.Env
 	if spec.Mode == api.ModeHTTP {
 		env = append(env[:len(env):len(env)], "PORT="+strconv.Itoa(functionPort))
 	}
 	sb, err := iv.sandboxes.Create(ctx, sandbox.Spec{
-		ID:       sandboxID(spec.Name, fn.Version),
+		ID:       id,
 		Root:     tmpl.Root,
 		Hostname: spec.Name,
 		Limits:   cgroups.Limits{MemoryBytes: spec.Memory, CPUMillis: spec.CPU, Pids: spec.Pids},
 		Args:     tmpl.Args, Env: env, Cwd: tmpl.Cwd, UID: tmpl.UID, GID: tmpl.GID,
 		Hold:   spec.Mode == api.ModeExec,
-		Stdout: inst.logs.stream("stdout"),
-		Stderr: inst.logs.stream("stderr"),
+		Stdout: stdout,
+		Stderr: stderr,
 	})
 	if err != nil {
+		inst.closeStreams()
 		return nil, fmt.Errorf("function %q: start instance: %w", spec.Name, err)
 	}
 	inst.sb = sb
@@ -121,7 +128,13 @@ func (inst *instance) destroy() {
 		inst.http.CloseIdleConnections()
 	}
 	_ = inst.sb.Destroy()
-	inst.logs.flush()
+	inst.closeStreams()
+}
+
+func (inst *instance) closeStreams() {
+	for _, c := range inst.streams {
+		_ = c.Close()
+	}
 }
 
 func (inst *instance) invoke(ctx context.Context, c call) result {

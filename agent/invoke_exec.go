@@ -23,8 +23,8 @@ func (inst *instance) invokeExec(ctx context.Context, c call) result {
 		"MQTT_TOPIC=",
 	)
 	stdout := &limitedBuffer{max: spec.MaxResponse}
-	stderr := inst.logs.callStream("stderr", "call_id", c.ID)
-	defer stderr.flush()
+	stderr := inst.logs.Writer(spec.Name, inst.sb.ID(), "stderr", c.ID)
+	defer stderr.Close()
 	oomBefore := inst.oomKills()
 	st, err := inst.sb.Exec(ctx, sandbox.Process{
 		Args: inst.tmpl.Args, Env: env, Cwd: inst.tmpl.Cwd,
@@ -43,7 +43,7 @@ func (inst *instance) invokeExec(ctx context.Context, c call) result {
 		return tooLarge(spec.Name, spec.MaxResponse)
 	case st.Code != 0:
 		h := http.Header{"X-Faas-Exit-Code": {fmt.Sprint(st.Code)}}
-		return result{Code: http.StatusInternalServerError, Header: h, Body: stdout.Bytes(), FaasStatus: statusError}
+		return result{Code: http.StatusInternalServerError, Header: h, Body: stdout.Bytes(), FaasStatus: statusError, CPUTime: st.CPUTime}
 	}
-	return result{Code: http.StatusOK, Body: stdout.Bytes(), FaasStatus: statusOK}
+	return result{Code: http.StatusOK, Body: stdout.Bytes(), FaasStatus: statusOK, CPUTime: st.CPUTime}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"time"
 )
 
 // hopHeaders are connection-level headers a proxy must not forward
@@ -19,6 +20,20 @@ var hopHeaders = []string{
 // bounded by the response limit) so that a failure half-way becomes a clean
 // error answer instead of a truncated one.
 func (inst *instance) invokeHTTP(ctx context.Context, c call) result {
+	cpu0, _ := inst.sb.CPUTime()
+	overlap := inst.inflight.Add(1)
+	defer inst.inflight.Add(-1)
+	res := inst.roundTrip(ctx, c)
+	// CPU time of a shared instance is apportioned: the instance cgroup's
+	// CPU time during the call, divided by the number of calls in flight
+	// when it started (exact when calls do not overlap).
+	if cpu1, err := inst.sb.CPUTime(); err == nil && cpu1 > cpu0 {
+		res.CPUTime = (cpu1 - cpu0) / time.Duration(overlap)
+	}
+	return res
+}
+
+func (inst *instance) roundTrip(ctx context.Context, c call) result {
 	spec := inst.fn.Spec
 	req, err := http.NewRequestWithContext(ctx, c.Method, "http://function"+c.Path, bytes.NewReader(c.Body))
 	if err != nil {

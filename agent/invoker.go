@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/errdefs"
+	"github.com/edgefaas/edgefaas/logs"
 	"github.com/edgefaas/edgefaas/sandbox"
 )
 
@@ -35,13 +36,16 @@ type call struct {
 	Body    []byte
 }
 
-// result is what the gateway writes back.
+// result is what the gateway writes back, and what metering records.
 type result struct {
 	Code       int
 	Header     http.Header
 	Body       []byte
 	FaasStatus string
-	Cold       bool
+	Cold       bool          // an instance was started for this call
+	InitTime   time.Duration // how long that start took
+	CPUTime    time.Duration // CPU time charged to this call
+	Ran        bool          // the function ran (is billed); false for throttled or refused calls
 }
 
 // errResult is an answer the agent makes itself (not the function's).
@@ -55,6 +59,7 @@ func errResult(code int, status, msg string) result {
 // Concurrency calls at once; pooling and scaling come with the pool issue.
 type invoker struct {
 	sandboxes    *sandbox.Manager
+	logs         *logs.Store
 	startTimeout time.Duration
 	log          *slog.Logger
 
@@ -62,8 +67,8 @@ type invoker struct {
 	fns map[string]*function
 }
 
-func newInvoker(sm *sandbox.Manager, startTimeout time.Duration, log *slog.Logger) *invoker {
-	return &invoker{sandboxes: sm, startTimeout: startTimeout, log: log, fns: map[string]*function{}}
+func newInvoker(sm *sandbox.Manager, ls *logs.Store, startTimeout time.Duration, log *slog.Logger) *invoker {
+	return &invoker{sandboxes: sm, logs: ls, startTimeout: startTimeout, log: log, fns: map[string]*function{}}
 }
 
 // set installs (or replaces) a function. Instances of a replaced version
@@ -101,13 +106,32 @@ func (iv *invoker) lookup(name string) (*function, error) {
 
 // instances counts running instances, per function name.
 func (iv *invoker) instances() map[string]int {
-	iv.mu.Lock()
-	defer iv.mu.Unlock()
 	n := map[string]int{}
-	for name, f := range iv.fns {
-		n[name] = f.running()
+	for _, s := range iv.states() {
+		n[s.name] = s.instances
 	}
 	return n
+}
+
+type fnState struct {
+	name      string
+	instances int
+	waiting   int64
+}
+
+// states is a snapshot of every function's running state.
+func (iv *invoker) states() []fnState {
+	iv.mu.Lock()
+	fns := make([]*function, 0, len(iv.fns))
+	for _, f := range iv.fns {
+		fns = append(fns, f)
+	}
+	iv.mu.Unlock()
+	out := make([]fnState, 0, len(fns))
+	for _, f := range fns {
+		out = append(out, fnState{name: f.fn.Spec.Name, instances: f.running(), waiting: f.waiting.Load()})
+	}
+	return out
 }
 
 func (iv *invoker) stopAll() {

@@ -164,3 +164,87 @@ func IsNotFound(err error) bool {
 func (c *Client) RemoveImage(ctx context.Context, ref string) error {
 	return c.doJSON(ctx, http.MethodDelete, "/v1/images/"+url.PathEscape(ref), nil, nil)
 }
+
+// UsageQuery selects usage rows.
+type UsageQuery struct {
+	Function string        // "" for every function
+	Since    time.Duration // 0 for everything kept
+	By       string        // "", "hour" or "day"
+}
+
+// Usage reads metered usage.
+func (c *Client) Usage(ctx context.Context, q UsageQuery) ([]Usage, error) {
+	v := url.Values{}
+	if q.Function != "" {
+		v.Set("function", q.Function)
+	}
+	if q.Since > 0 {
+		v.Set("since", q.Since.String())
+	}
+	if q.By != "" {
+		v.Set("by", q.By)
+	}
+	var rows []Usage
+	err := c.doJSON(ctx, http.MethodGet, "/v1/usage?"+v.Encode(), nil, &rows)
+	return rows, err
+}
+
+// LogsQuery selects log lines.
+type LogsQuery struct {
+	Follow bool
+	Since  time.Duration
+	CallID string
+	Tail   int
+}
+
+// Logs streams a function's log lines to fn until the agent ends the
+// stream (or, with Follow, until ctx ends).
+func (c *Client) Logs(ctx context.Context, name string, q LogsQuery, fn func(LogLine) error) error {
+	v := url.Values{}
+	if q.Follow {
+		v.Set("follow", "1")
+	}
+	if q.Since > 0 {
+		v.Set("since", q.Since.String())
+	}
+	if q.CallID != "" {
+		v.Set("call", q.CallID)
+	}
+	if q.Tail > 0 {
+		v.Set("tail", fmt.Sprint(q.Tail))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/functions/"+url.PathEscape(name)+"/logs?"+v.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	// No response timeout: a followed stream is long-lived by design.
+	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the agent: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("agent answered %s", resp.Status)
+		}
+		return &StatusError{Code: resp.StatusCode, Message: e.Error}
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var line LogLine
+		if err := dec.Decode(&line); err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("reading log stream: %w", err)
+		}
+		if err := fn(line); err != nil {
+			return err
+		}
+	}
+}

@@ -145,3 +145,27 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = Duration(v)
 	return nil
 }
+
+// Usage is one row of GET /v1/usage: totals for a function, per bucket when
+// grouped by hour or day.
+type Usage struct {
+	Function    string    `json:"function"`
+	Bucket      time.Time `json:"bucket,omitzero"` // start of the hour or day (UTC)
+	Invocations int64     `json:"invocations"`
+	Errors      int64     `json:"errors"`
+	ColdStarts  int64     `json:"cold_starts"`
+	BilledMs    int64     `json:"billed_ms"`
+	GBSeconds   float64   `json:"gb_seconds"`
+	CPUMs       int64     `json:"cpu_ms"`
+}
+
+// LogLine is one line of a function's output, as GET
+// /v1/functions/{name}/logs streams them (one JSON object per line).
+type LogLine struct {
+	Time     time.Time `json:"time"`
+	Function string    `json:"function"`
+	Instance string    `json:"instance,omitempty"`
+	CallID   string    `json:"call_id,omitempty"`
+	Stream   string    `json:"stream"`
+	Text     string    `json:"text"`
+}

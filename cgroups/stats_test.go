@@ -213,3 +213,28 @@ func checkStats(t *testing.T, got Stats, err error, want Stats, wantErr string) 
 		t.Errorf("ReadStats = %+v\nwant %+v", got, want)
 	}
 }
+
+func TestReadCPUMatchesReadStats(t *testing.T) {
+	v1 := writeV1(t, func(_, f, c string) (string, bool) { return keepAll(f, c) })
+	v2dir := t.TempDir()
+	writeFiles(t, v2dir, v2Files, keepAll)
+	tests := []struct {
+		name  string
+		mode  Mode
+		paths map[string]string
+	}{
+		{"v1", V1, v1},
+		{"v2", V2, map[string]string{"": v2dir}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ReadCPU(tt.mode, tt.paths)
+			if err != nil || got != fixtureStats.CPUTime {
+				t.Fatalf("ReadCPU = %v, %v; want %v", got, err, fixtureStats.CPUTime)
+			}
+		})
+	}
+	if _, err := ReadCPU(V1, map[string]string{}); err == nil {
+		t.Fatal("ReadCPU without a cpuacct path: no error")
+	}
+}

@@ -30,8 +30,9 @@ type Process struct {
 
 // ExitStatus says how a process ended.
 type ExitStatus struct {
-	Code   int            // exit code; -1 when killed by a signal
-	Signal syscall.Signal // the signal that killed it, or 0
+	Code    int            // exit code; -1 when killed by a signal
+	Signal  syscall.Signal // the signal that killed it, or 0
+	CPUTime time.Duration  // user+system time of the process and the children it waited for
 }
 
 // Exec runs p inside the sandbox (it joins the sandbox's namespaces and
@@ -74,10 +75,13 @@ func exitStatus(ps *os.ProcessState) ExitStatus {
 	if ps == nil {
 		return ExitStatus{Code: -1}
 	}
+	// libcontainer's final process of an exec is our own child (runc's
+	// nsexec forks it with CLONE_PARENT), so its rusage is the process's own.
+	st := ExitStatus{Code: ps.ExitCode(), CPUTime: ps.UserTime() + ps.SystemTime()}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return ExitStatus{Code: -1, Signal: ws.Signal()}
+		st.Code, st.Signal = -1, ws.Signal()
 	}
-	return ExitStatus{Code: ps.ExitCode()}
+	return st
 }
 
 // Signal sends sig to the sandbox's init.

@@ -110,7 +110,8 @@ type Sandbox struct {
 	netns *os.File
 	uid   int
 	gid   int
-	done  chan struct{} // closed when the init exits
+	paths map[string]string // cgroup directories, fixed at creation
+	done  chan struct{}     // closed when the init exits
 	once  sync.Once
 }
 
@@ -142,6 +143,9 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Sandbox, retErr err
 		return nil, fmt.Errorf("start sandbox %q: %w", spec.ID, err)
 	}
 	go s.wait()
+	if st, err := c.State(); err == nil {
+		s.paths = maps.Clone(st.CgroupPaths)
+	}
 	pid, err := s.init.Pid()
 	if err != nil {
 		return nil, err
@@ -173,21 +177,18 @@ func (s *Sandbox) Pid() int {
 
 // Stats reads the sandbox's cgroup counters.
 func (s *Sandbox) Stats() (cgroups.Stats, error) {
-	st, err := s.c.State()
-	if err != nil {
-		return cgroups.Stats{}, err
-	}
-	return cgroups.ReadStats(s.m.mode, st.CgroupPaths)
+	return cgroups.ReadStats(s.m.mode, s.paths)
+}
+
+// CPUTime reads only the sandbox's total CPU time (one file).
+func (s *Sandbox) CPUTime() (time.Duration, error) {
+	return cgroups.ReadCPU(s.m.mode, s.paths)
 }
 
 // CgroupPaths are the sandbox's cgroup directories (for tests and cleanup
-// checks).
+// checks). A copy: libcontainer's manager empties its own map on Destroy.
 func (s *Sandbox) CgroupPaths() map[string]string {
-	st, err := s.c.State()
-	if err != nil {
-		return nil
-	}
-	return maps.Clone(st.CgroupPaths) // the manager empties its own map on Destroy
+	return maps.Clone(s.paths)
 }
 
 // Destroy kills every process of the sandbox and removes its cgroups and

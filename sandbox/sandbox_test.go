@@ -241,3 +241,30 @@ func TestCleanupAfterCrash(t *testing.T) {
 	waitDone(t, sb)
 	assertGone(t, pid, paths)
 }
+
+func TestExecReportsCPUTime(t *testing.T) {
+	m := newManager(t)
+	s := spec(testroot.Busybox(t), "/bin/sh")
+	s.Hold = true
+	sb := create(t, m, s)
+	before, err := sb.CPUTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A busy loop of a fixed amount of work, not of time.
+	_, st := execOut(t, sb, "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done")
+	after, err := sb.CPUTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CPUTime <= 0 {
+		t.Fatalf("exec reported no CPU time: %+v", st)
+	}
+	// The process was alone in the sandbox: its rusage and its cgroup's
+	// charge agree, up to accounting granularity and the few ms that the
+	// joining runc init spent before entering the cgroup.
+	delta := after - before
+	if diff := (st.CPUTime - delta).Abs(); diff > delta/5+5*time.Millisecond {
+		t.Fatalf("process CPU %v, cgroup CPU delta %v", st.CPUTime, delta)
+	}
+}

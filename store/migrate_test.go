@@ -100,6 +100,47 @@ func TestMigrations(t *testing.T) {
 				}
 			},
 		},
+		{
+			version: 3,
+			seed: func(t *testing.T, db *sql.DB) {
+				exec(t, db, `INSERT INTO functions VALUES ('f', ?, '{"name":"f"}', 2, 'c', 'u')`, digest)
+				exec(t, db, `INSERT INTO images VALUES (?, 'linux/amd64', 1, 'c', '{}')`, digest)
+			},
+			check: func(t *testing.T, db *sql.DB) {
+				var version int
+				if err := db.QueryRowContext(t.Context(), "SELECT version FROM functions WHERE name = 'f'").Scan(&version); err != nil || version != 2 {
+					t.Errorf("function f after version 3: version %d, %v, want 2", version, err)
+				}
+				for _, name := range []string{"metering_records", "metering_records_start", "metering_records_function_start",
+					"metering_hourly", "metering_ack"} {
+					if !hasTable(t, db, name) {
+						t.Errorf("no %s after version 3", name)
+					}
+				}
+				var acked int64
+				if err := db.QueryRowContext(t.Context(), "SELECT acked_seq FROM metering_ack").Scan(&acked); err != nil || acked != 0 {
+					t.Errorf("acked_seq = %d, %v, want 0", acked, err)
+				}
+				const insert = `INSERT INTO metering_records (call_id, function_name, image_digest, trigger_kind, start_ns,
+					duration_ns, memory_bytes, cpu_ns, cold, init_ns, status, request_bytes, response_bytes, billed_ms, kib_ms)
+					VALUES ('c', 'f', '', 'http', 1, 1, 1024, 0, ?, 0, 'ok', 0, 0, 100, 100)`
+				// AUTOINCREMENT: the seq of a deleted last row is not handed out again.
+				exec(t, db, insert, 0)
+				exec(t, db, `DELETE FROM metering_records`)
+				exec(t, db, insert, 1)
+				var seq int64
+				if err := db.QueryRowContext(t.Context(), "SELECT seq FROM metering_records").Scan(&seq); err != nil || seq != 2 {
+					t.Errorf("seq after a delete = %d, %v, want 2 (never reused)", seq, err)
+				}
+				if _, err := db.ExecContext(t.Context(), insert, 2); err == nil {
+					t.Error("metering_records accepted cold = 2")
+				}
+				exec(t, db, `INSERT INTO metering_hourly VALUES ('f', 0, 1, 0, 0, 100, 100, 0, 0, 0, 0, 0)`)
+				if _, err := db.ExecContext(t.Context(), `INSERT INTO metering_hourly VALUES ('f', 0, 1, 0, 0, 100, 100, 0, 0, 0, 0, 0)`); err == nil {
+					t.Error("metering_hourly accepted two rows for one function and hour")
+				}
+			},
+		},
 	}
 	if len(tests) != len(mustLoad(t, migrationFiles)) {
 		t.Fatalf("%d migration tests for %d migrations: every migration needs one", len(tests), len(mustLoad(t, migrationFiles)))

@@ -24,8 +24,9 @@ const busyTimeout = 5 * time.Second
 
 // DB is an open store. It is safe for concurrent use.
 type DB struct {
-	db  *sql.DB
-	now func() time.Time // the clock; tests replace it
+	db   *sql.DB
+	path string           // the database file, for SyncWAL
+	now  func() time.Time // the clock; tests replace it
 }
 
 // Open opens the database at path, creating the file if needed, and brings
@@ -35,7 +36,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &DB{db: db, now: time.Now}
+	s := &DB{db: db, path: path, now: time.Now}
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)

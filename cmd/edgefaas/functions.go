@@ -234,6 +234,10 @@ func (c *cli) remove(ctx context.Context, args []string) error {
 	return nil
 }
 
+func printJSONLine(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -21,6 +21,8 @@ const usage = `edgefaas: deploy, invoke and inspect functions on an edgefaas age
           [--pids 64] [--timeout 10s] [--concurrency N] [--env K=V]...
   edgefaas invoke NAME [-d DATA | -d @FILE]     body from stdin when -d is absent
   edgefaas ls | describe NAME | rm NAME
+  edgefaas logs NAME [-f] [--since 10m] [--call ID] [--tail N]
+  edgefaas usage [NAME] [--since 24h] [--by hour|day]
   edgefaas image import FILE | ls | rm REF
   edgefaas build DIR -t NAME:TAG -o FILE [--mode http|exec] [--entrypoint CMD]
   edgefaas status | version
@@ -74,6 +76,10 @@ func run(ctx context.Context, args []string, in io.Reader, out io.Writer) error 
 		return c.describe(ctx, rest)
 	case "rm", "remove":
 		return c.remove(ctx, rest)
+	case "usage":
+		return c.usage(ctx, rest)
+	case "logs":
+		return c.logs(ctx, rest)
 	case "image", "images":
 		return c.image(ctx, rest)
 	case "build":

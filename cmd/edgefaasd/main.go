@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/edgefaas/edgefaas/agent"
 	"github.com/edgefaas/edgefaas/api"
@@ -28,6 +29,7 @@ func main() {
 	flag.StringVar(&cfg.APISocket, "api-socket", api.DefaultSocket, "admin API unix socket (mode 0660)")
 	flag.StringVar(&cfg.Listen, "listen", ":8080", "address of the HTTP gateway that invokes functions")
 	flag.StringVar(&cfg.CgroupParent, "cgroup-parent", "edgefaas", "cgroup below which every sandbox gets its own")
+	flag.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "how long raw activation records are kept before they are rolled up per function and hour")
 	flag.BoolVar(&debug, "debug", false, "log at debug level")
 	flag.BoolVar(&version, "version", false, "print the version and exit")
 	flag.Parse()

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -57,6 +59,18 @@ func main() {
 			n++
 		}
 		fmt.Fprintf(w, "spun %d", n)
+	})
+	http.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Printf("log line for %s\n", r.Header.Get("X-Call-Id"))
+		fmt.Fprintln(os.Stderr, "to stderr")
+	})
+	http.HandleFunc("/spew", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		line := []byte(strings.Repeat("x", 99) + "\n")
+		for range mb * 10486 { // 100-byte lines, ~1 MB per 10486 lines
+			_, _ = os.Stdout.Write(line)
+		}
+		fmt.Fprintf(w, "wrote %d MB", mb)
 	})
 	http.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
 		select {}

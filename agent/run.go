@@ -1,0 +1,38 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/edgefaas/edgefaas/metering"
+)
+
+// run invokes a function for any trigger, then meters and counts the call.
+// The activation record is committed before run returns, so before the
+// answer leaves the agent (DESIGN.md section 8): kill -9 after an answer
+// cannot lose its record.
+func (a *Agent) run(ctx context.Context, f *function, c call) result {
+	start := time.Now()
+	res := f.invoke(ctx, c)
+	d := time.Since(start)
+	name := f.fn.Spec.Name
+	var gbs float64
+	if res.Ran {
+		rec := metering.Record{
+			CallID: c.ID, Function: name, ImageDigest: f.fn.ImageDigest, Trigger: c.Trigger,
+			Start: start, Duration: d, MemoryBytes: f.fn.Spec.Memory, CPUTime: res.CPUTime,
+			Cold: res.Cold, InitTime: res.InitTime, Status: res.FaasStatus,
+			RequestBytes: int64(len(c.Body)), ResponseBytes: int64(len(res.Body)),
+		}
+		// The caller's going away must not cost the record: the function ran.
+		if _, err := a.ledger.Record(context.WithoutCancel(ctx), rec); err != nil {
+			a.log.Error("activation record not stored", "function", name, "call_id", c.ID, "err", err)
+		}
+		gbs = rec.GBSeconds()
+	}
+	if res.FaasStatus != statusOK {
+		a.log.Info("invocation failed", "function", name, "call_id", c.ID, "status", res.FaasStatus, "code", res.Code)
+	}
+	a.metrics.observe(name, c.Trigger, res, d, gbs)
+	return res
+}
