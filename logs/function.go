@@ -27,10 +27,11 @@ type record struct {
 // function is the state of one function's logs. Every field after mu is
 // guarded by it; the writers of the function take it once per line.
 type function struct {
-	name string
-	dir  string
-	cfg  *Config
-	log  *slog.Logger
+	name    string
+	dir     string
+	cfg     *Config
+	log     *slog.Logger
+	journal *journalSender // nil unless Config.Journal
 
 	mu      sync.Mutex
 	loaded  bool  // the files on disk have been scanned
@@ -49,14 +50,15 @@ type function struct {
 	failing bool // the last disk operation failed (logged once)
 }
 
-func newFunction(name, dir string, cfg *Config) *function {
+func newFunction(name, dir string, cfg *Config, journal *journalSender) *function {
 	f := &function{
-		name:   name,
-		dir:    dir,
-		cfg:    cfg,
-		log:    cfg.Logger.With("function", name),
-		bucket: bucket{rate: float64(cfg.RateBytes), burst: float64(cfg.BurstBytes)},
-		subs:   make(map[*subscriber]struct{}),
+		name:    name,
+		dir:     dir,
+		cfg:     cfg,
+		journal: journal,
+		log:     cfg.Logger.With("function", name),
+		bucket:  bucket{rate: float64(cfg.RateBytes), burst: float64(cfg.BurstBytes)},
+		subs:    make(map[*subscriber]struct{}),
 	}
 	f.enc = json.NewEncoder(&f.encBuf)
 	f.enc.SetEscapeHTML(false)
@@ -159,6 +161,9 @@ func (f *function) store(l Line) {
 	f.seq++
 	f.idle = 0
 	f.publish(l, f.seq)
+	if f.journal != nil {
+		f.journal.send(l)
+	}
 	if loadErr != nil {
 		f.fail("scan", loadErr)
 		return

@@ -73,3 +73,15 @@ func TestJournal(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalQueueFull checks that queuing for a journald that does not
+// read never waits: the lines past the queue are counted, not sent.
+func TestJournalQueueFull(t *testing.T) {
+	j := &journalSender{ch: make(chan Line, journalQueue)} // no goroutine reads it
+	for range journalQueue + 10 {
+		j.send(Line{Function: "fn", Text: "x"})
+	}
+	if got := j.dropped.Load(); got != 10 {
+		t.Errorf("dropped = %d, want 10", got)
+	}
+}

@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/edgefaas/edgefaas/errdefs"
@@ -134,10 +133,9 @@ type Store struct {
 	funcs   map[string]*function
 	writers map[*writer]struct{} // open writers, flushed by Close
 
-	stop chan struct{} // closed by Close: the flusher returns
-	done chan struct{} // closed by the flusher when it has returned
-
-	journalDown atomic.Bool // the last send to journald failed (logged once)
+	stop    chan struct{}  // closed by Close: the flusher returns
+	done    chan struct{}  // closed by the flusher when it has returned
+	journal *journalSender // nil unless Config.Journal
 }
 
 // Open opens (creating it if needed) the log directory cfg.Dir. Existing
@@ -158,6 +156,9 @@ func Open(cfg Config) (*Store, error) {
 		writers: make(map[*writer]struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+	}
+	if cfg.Journal {
+		s.journal = startJournal(s.log)
 	}
 	go s.flushLoop()
 	return s, nil
@@ -200,7 +201,7 @@ func (s *Store) functionLocked(name string, create bool) (*function, error) {
 			return nil, fmt.Errorf("logs of function %q: %w", name, errdefs.ErrNotFound)
 		}
 	}
-	f := newFunction(name, dir, &s.cfg)
+	f := newFunction(name, dir, &s.cfg, s.journal)
 	s.funcs[name] = f
 	return f, nil
 }
@@ -293,6 +294,11 @@ func (s *Store) Close() error {
 	var errs []error
 	for _, f := range funcs {
 		errs = append(errs, f.shut(errClosed))
+	}
+	// Functions queue lines for journald under their lock, unless shut:
+	// none can queue any more.
+	if s.journal != nil {
+		s.journal.close()
 	}
 	return errors.Join(errs...)
 }

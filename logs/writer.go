@@ -82,8 +82,8 @@ func lineText(raw []byte, cut bool, max int) string {
 	if !cut && len(text) <= max {
 		return text
 	}
-	n := min(max, len(text))
-	for n > 0 && !utf8.RuneStart(text[n]) {
+	n := min(max, len(text)) // replacing invalid bytes may have shortened it
+	for n < len(text) && n > 0 && !utf8.RuneStart(text[n]) {
 		n--
 	}
 	return text[:n] + TruncatedMarker
@@ -114,32 +114,23 @@ func (w *writer) Close() error {
 func (f *function) accept(w *writer, text string) {
 	now := w.s.cfg.Clock()
 	cost := int64(len(text)) + 1 // the newline is output too: empty lines are not free
-	var sent [2]Line
-	lines := sent[:0]
-
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.gone != nil {
-		f.mu.Unlock()
 		return
 	}
 	if !f.bucket.take(now, cost) {
-		f.mu.Unlock()
 		w.drops.lines++
 		w.drops.bytes += cost
 		return
 	}
 	if w.drops.lines > 0 {
-		lines = append(lines, w.notice(now))
+		f.store(w.notice(now))
 		w.drops = drops{}
 	}
 	l := w.meta
 	l.Time, l.Text = now, text
-	lines = append(lines, l)
-	for _, l := range lines {
-		f.store(l)
-	}
-	f.mu.Unlock()
-	w.s.journal(lines)
+	f.store(l)
 }
 
 // report stores the notice of w's dropped lines, free of charge: it is one
@@ -148,13 +139,10 @@ func (f *function) report(w *writer) {
 	n := w.notice(w.s.cfg.Clock())
 	w.drops = drops{}
 	f.mu.Lock()
-	if f.gone != nil {
-		f.mu.Unlock()
-		return
+	defer f.mu.Unlock()
+	if f.gone == nil {
+		f.store(n)
 	}
-	f.store(n)
-	f.mu.Unlock()
-	w.s.journal([]Line{n})
 }
 
 func (w *writer) notice(now time.Time) Line {

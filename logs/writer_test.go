@@ -34,6 +34,9 @@ func TestWriterLines(t *testing.T) {
 		{"too long unterminated at close", []string{strings.Repeat("x", 20)}, []string{"xxxxxxxx" + TruncatedMarker}},
 		{"cut at a rune boundary", []string{"aéééé\n"}, []string{"aééé" + TruncatedMarker}},
 		{"invalid utf-8 replaced", []string{"a\xffb\n"}, []string{"a\uFFFDb"}},
+		// Found by FuzzWriter: the cut line is no longer than max once its
+		// invalid bytes are replaced.
+		{"cut line shortened by the replacement", []string{"00000\xd7\xd7\xd7\xd70\n"}, []string{"00000\uFFFD" + TruncatedMarker}},
 		{"rune split across writes", []string{"\xc3", "\xa9\n"}, []string{"é"}},
 	}
 	for _, tt := range tests {

@@ -134,12 +134,10 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Sandbox, retErr err
 		Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd, UID: spec.UID, GID: spec.GID,
 		Stdout: orDiscard(spec.Stdout), Stderr: orDiscard(spec.Stderr), Init: true,
 	}
-	if spec.Hold {
-		err = c.Start(s.init)
-	} else {
-		err = c.Run(s.init)
-	}
-	if err != nil {
+	// Start leaves the init waiting on its exec fifo: the namespaces exist
+	// but the program has not run, so a program that exits at once cannot
+	// take its namespace with it before we hold it open.
+	if err := c.Start(s.init); err != nil {
 		return nil, fmt.Errorf("start sandbox %q: %w", spec.ID, err)
 	}
 	go s.wait()
@@ -154,6 +152,11 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Sandbox, retErr err
 	// /proc/PID still naming our init (the pid could be reused).
 	if s.netns, err = os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net"); err != nil {
 		return nil, fmt.Errorf("sandbox %q netns: %w", spec.ID, err)
+	}
+	if !spec.Hold {
+		if err := c.Exec(); err != nil {
+			return nil, fmt.Errorf("run sandbox %q: %w", spec.ID, err)
+		}
 	}
 	return s, nil
 }
