@@ -15,6 +15,7 @@ import (
 // Config configures a Ledger. Zero values have the defaults given.
 type Config struct {
 	Retention  time.Duration    // raw records older than this are rolled up per function and hour; 7 days
+	KeepHourly time.Duration    // hourly rows older than this are deleted, so disk use stays bounded; 400 days
 	SyncEvery  time.Duration    // how often the WAL is fsynced when something was written; 1s
 	RequireAck bool             // a cloud controller acknowledges records; false: every record counts as acknowledged
 	Clock      func() time.Time // time.Now
@@ -24,6 +25,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Retention <= 0 {
 		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.KeepHourly <= 0 {
+		c.KeepHourly = 400 * 24 * time.Hour
 	}
 	if c.SyncEvery <= 0 {
 		c.SyncEvery = time.Second

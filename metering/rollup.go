@@ -15,6 +15,8 @@ import (
 // has not acknowledged raw, whatever their age: they still have to be
 // uploaded. It returns how many records it rolled up.
 //
+// Hourly rows older than KeepHourly are deleted in the same transaction.
+//
 // The cutoff is on an hour boundary so that an hour is rolled up whole:
 // a query with hourly buckets sums the same records before and after.
 func (l *Ledger) Rollup(ctx context.Context) (int, error) {
@@ -70,7 +72,14 @@ func (l *Ledger) rollup(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		rolled, err = res.RowsAffected()
+		if rolled, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		// Hourly rows past KeepHourly go, so that disk use stays bounded
+		// however long the gateway runs (about 9,600 rows per function at
+		// the 400-day default). They were acknowledged when rolled up.
+		expiry := l.cfg.Clock().Add(-l.cfg.KeepHourly).Truncate(time.Hour).UnixNano()
+		_, err = tx.ExecContext(ctx, "DELETE FROM metering_hourly WHERE hour_ns < ?", expiry)
 		return err
 	})
 	if err != nil {

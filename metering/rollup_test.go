@@ -179,3 +179,35 @@ func TestAckAndUnacked(t *testing.T) {
 		})
 	}
 }
+
+// TestHourlyRowsExpire: hourly rows older than KeepHourly are deleted, so the
+// ledger's disk use is bounded however long the gateway runs.
+func TestHourlyRowsExpire(t *testing.T) {
+	clk := newClock(base.Add(9*24*time.Hour + 30*time.Minute))
+	db, _ := openDB(t)
+	l := openLedger(t, db, Config{Retention: 7 * 24 * time.Hour, KeepHourly: 30 * 24 * time.Hour, Clock: clk.Now})
+	recordAll(t, l)
+	if _, err := l.Rollup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	hourly := func() int {
+		var n int
+		if err := db.SQL().QueryRow("SELECT COUNT(*) FROM metering_hourly").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if hourly() == 0 {
+		t.Fatal("the roll-up made no hourly rows")
+	}
+	clk.Set(clk.Now().Add(60 * 24 * time.Hour)) // every record's hour is now past KeepHourly
+	if _, err := l.Rollup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := hourly(); n != 0 {
+		t.Fatalf("%d hourly rows older than KeepHourly remain", n)
+	}
+	if raw := rawSeqs(t, db); len(raw) != 0 {
+		t.Fatalf("raw records remain: %d", len(raw))
+	}
+}
