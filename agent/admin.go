@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -31,6 +32,11 @@ func (a *Agent) adminHandler() http.Handler {
 	mux.HandleFunc("DELETE /v1/images/{ref}", a.handleRemoveImage)
 	mux.HandleFunc("GET /v1/info", a.handleInfo)
 	mux.HandleFunc("GET /v1/usage", a.handleUsage)
+	// Profiling, on the admin socket only (its file mode is the access
+	// control): go tool pprof http+unix is not a thing, so use
+	// curl --unix-socket SOCK http://x/debug/pprof/profile?seconds=10 > cpu.pprof
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /v1/functions/{name}/logs", a.handleLogs)
 	return mux
 }

@@ -79,12 +79,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var e Error
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = fmt.Sprintf("agent answered %s: %s", resp.Status, bytes.TrimSpace(b))
-		}
-		return &StatusError{Code: resp.StatusCode, Message: e.Error}
+		return statusError(resp)
 	}
 	if out == nil {
 		return nil
@@ -93,6 +88,16 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 		return fmt.Errorf("decode agent answer: %w", err)
 	}
 	return nil
+}
+
+// statusError reads an error answer: the api.Error body, or the raw text.
+func statusError(resp *http.Response) error {
+	var e Error
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &e) != nil || e.Error == "" {
+		e.Error = fmt.Sprintf("agent answered %s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return &StatusError{Code: resp.StatusCode, Message: e.Error}
 }
 
 func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
@@ -227,12 +232,7 @@ func (c *Client) Logs(ctx context.Context, name string, q LogsQuery, fn func(Log
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var e Error
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = fmt.Sprintf("agent answered %s", resp.Status)
-		}
-		return &StatusError{Code: resp.StatusCode, Message: e.Error}
+		return statusError(resp)
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {

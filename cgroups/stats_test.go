@@ -238,3 +238,35 @@ func TestReadCPUMatchesReadStats(t *testing.T) {
 		t.Fatal("ReadCPU without a cpuacct path: no error")
 	}
 }
+
+func TestCPUCounterRereads(t *testing.T) {
+	v1 := writeV1(t, func(_, f, c string) (string, bool) { return keepAll(f, c) })
+	c, err := OpenCPUCounter(V1, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		got, err := c.Read()
+		if err != nil || got != fixtureStats.CPUTime {
+			t.Fatalf("read %d: %v, %v; want %v", i, got, err, fixtureStats.CPUTime)
+		}
+	}
+	// A new value in the same file is seen on the next read (pread from 0).
+	if err := os.WriteFile(filepath.Join(v1["cpuacct"], "cpuacct.usage"), []byte("42\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Read(); err != nil || got != 42 {
+		t.Fatalf("after rewrite: %v, %v; want 42ns", got, err)
+	}
+	v2dir := t.TempDir()
+	writeFiles(t, v2dir, v2Files, keepAll)
+	c2, err := OpenCPUCounter(V2, map[string]string{"": v2dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got, err := c2.Read(); err != nil || got != fixtureStats.CPUTime {
+		t.Fatalf("v2: %v, %v", got, err)
+	}
+}

@@ -2,6 +2,7 @@ package metering
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -60,6 +61,10 @@ type Ledger struct {
 	cfg Config
 	log *slog.Logger
 
+	// The writer's own connection, with the insert prepared once on it.
+	conn   *sql.Conn
+	insert *sql.Stmt
+
 	// syncWAL is db.SyncWAL; tests count the calls.
 	syncWAL func() error
 
@@ -113,6 +118,14 @@ func Open(db *store.DB, cfg Config) (*Ledger, error) {
 		writerDone: make(chan struct{}),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
+	var err error
+	if l.conn, err = db.SQL().Conn(l.ctx); err != nil {
+		return nil, fmt.Errorf("metering: writer connection: %w", err)
+	}
+	if l.insert, err = l.conn.PrepareContext(l.ctx, insertRecord); err != nil {
+		l.conn.Close()
+		return nil, fmt.Errorf("metering: prepare insert: %w", err)
+	}
 	// A roll-up that fails is logged, not fatal: records must keep being
 	// taken, and the next hour tries again.
 	if _, err := l.rollup(context.Background()); err != nil {
@@ -181,6 +194,8 @@ func (l *Ledger) Close() error {
 	l.mu.Unlock()
 
 	<-l.writerDone
+	l.insert.Close()
+	l.conn.Close()
 	l.cancel()
 	l.wg.Wait()
 	if l.dirty.Swap(false) {

@@ -2,7 +2,6 @@ package metering
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 )
 
@@ -61,14 +60,9 @@ func (l *Ledger) commit(batch []*pending) {
 	l.writeMu.Lock()
 	// Not the callers' contexts: the batch is shared, and a record once
 	// queued is committed (see Record).
-	err := l.db.Tx(context.Background(), func(tx *sql.Tx) error {
-		stmt, err := tx.Prepare(insertRecord)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
+	err := l.inTx(context.Background(), func() error {
 		for i, p := range batch {
-			res, err := stmt.Exec(recordArgs(p.rec)...)
+			res, err := l.insert.Exec(recordArgs(p.rec)...)
 			if err != nil {
 				return err
 			}
@@ -96,4 +90,24 @@ func (l *Ledger) commit(batch []*pending) {
 		}
 		p.done <- result{seq: seqs[i]}
 	}
+}
+
+// inTx runs fn in a transaction on the writer's own connection. The insert
+// is prepared once on that connection at Open: database/sql's Tx.Stmt would
+// prepare it again for every transaction, which profiling showed to be a
+// third of the cost of a commit. BEGIN IMMEDIATE takes the write lock at
+// once, as the store's own transactions do.
+func (l *Ledger) inTx(ctx context.Context, fn func() error) error {
+	if _, err := l.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		_, _ = l.conn.ExecContext(ctx, "ROLLBACK")
+		return err
+	}
+	if _, err := l.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		_, _ = l.conn.ExecContext(ctx, "ROLLBACK")
+		return err
+	}
+	return nil
 }

@@ -111,6 +111,8 @@ type Sandbox struct {
 	uid   int
 	gid   int
 	paths map[string]string // cgroup directories, fixed at creation
+	cpuMu sync.Mutex
+	cpu   *cgroups.CPUCounter // nil when the counter could not be opened
 	done  chan struct{}     // closed when the init exits
 	once  sync.Once
 }
@@ -143,6 +145,9 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Sandbox, retErr err
 	go s.wait()
 	if st, err := c.State(); err == nil {
 		s.paths = maps.Clone(st.CgroupPaths)
+	}
+	if s.cpu, err = cgroups.OpenCPUCounter(m.mode, s.paths); err != nil {
+		m.log.Warn("sandbox CPU counter unavailable; falling back to reading the file each time", "sandbox", spec.ID, "err", err)
 	}
 	pid, err := s.init.Pid()
 	if err != nil {
@@ -183,9 +188,14 @@ func (s *Sandbox) Stats() (cgroups.Stats, error) {
 	return cgroups.ReadStats(s.m.mode, s.paths)
 }
 
-// CPUTime reads only the sandbox's total CPU time (one file).
+// CPUTime reads only the sandbox's total CPU time (one pread).
 func (s *Sandbox) CPUTime() (time.Duration, error) {
-	return cgroups.ReadCPU(s.m.mode, s.paths)
+	if s.cpu == nil {
+		return cgroups.ReadCPU(s.m.mode, s.paths)
+	}
+	s.cpuMu.Lock()
+	defer s.cpuMu.Unlock()
+	return s.cpu.Read()
 }
 
 // CgroupPaths are the sandbox's cgroup directories (for tests and cleanup
@@ -202,6 +212,11 @@ func (s *Sandbox) Destroy() error {
 		err = kill(s.c, s.done)
 		if s.netns != nil {
 			s.netns.Close()
+		}
+		if s.cpu != nil {
+			s.cpuMu.Lock()
+			s.cpu.Close()
+			s.cpuMu.Unlock()
 		}
 	})
 	return err
