@@ -6,7 +6,12 @@ GO      ?= go
 STATE   ?= $(CURDIR)/.state
 LISTEN  ?= :8080
 
-.PHONY: help build test run bench lint examples clean
+.PHONY: help build test run bench lint examples clean cross test-arm deb
+
+# Cross builds: Debian's cross compilers for cgo (go-sqlite3, nsenter).
+CROSS_DEBS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+QEMU_DEBS  := qemu-user-static
+DEB_VERSION = $(shell packaging/debversion.sh '$(VERSION)')
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -17,14 +22,26 @@ build: ## build bin/edgefaasd and bin/edgefaas
 examples: build ## build the example function archives into build/
 	./examples/build.sh
 
-test: ## run every test, as CI does (root: real sandboxes and cgroups)
+test: ## run every test, as CI does (root: real sandboxes and cgroups), then test-arm
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) test-arm
+
+cross: ## dist/{edgefaasd,edgefaas}_linux_{arm64,armv7,amd64}: cgo, stripped (installs cross gcc)
+	packaging/toolchain.sh $(CROSS_DEBS)
+	LDFLAGS='$(LDFLAGS)' GO='$(GO)' packaging/cross.sh amd64 arm64 armv7
+
+test-arm: cross ## run the unit tests and --version of dist/ for arm64 and armv7 under qemu-user
+	packaging/toolchain.sh $(QEMU_DEBS)
+	GO='$(GO)' packaging/test-arm.sh '$(VERSION)' arm64 armv7
+
+deb: cross ## dist/edgefaas_VERSION_{arm64,armhf,amd64}.deb with nfpm (units from systemd/)
+	packaging/deb.sh '$(DEB_VERSION)' amd64 arm64 armv7
 
 run: build examples ## start edgefaasd in ./.state, deploy the examples, print the curl line
 	./examples/run.sh "$(STATE)" "$(LISTEN)"
 
-bench: build ## cold invoke in exec and http mode against `runc run`, as ratios
+bench: build cross ## cold/warm invoke against baselines; binary sizes and agent RSS against their bars
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./sandbox/ ./metering/ ./integration/ | tee bench.txt
 
 lint: ## go vet and staticcheck
@@ -32,4 +49,4 @@ lint: ## go vet and staticcheck
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
 
 clean: ## remove build outputs (not the state directory)
-	rm -rf bin build
+	rm -rf bin build dist

@@ -32,6 +32,18 @@ type Config struct {
 	StartTimeout time.Duration // how long an instance may take to become ready; 10s
 	Retention    time.Duration // raw activation records kept before hourly roll-up; 7 days
 	Logger       *slog.Logger  // slog.Default()
+
+	// APIListener and GatewayListener, when set, are served instead of
+	// listening on APISocket and Listen: sockets systemd passed (socket
+	// activation). Serve closes them when it returns.
+	APIListener     net.Listener
+	GatewayListener net.Listener
+	// Notifier hears when the agent is ready, how it is doing and when it
+	// stops (systemd.Notifier under systemd); nil tells no one.
+	Notifier Notifier
+	// StatusInterval is how often the status line is sent again when it did
+	// not change; 10s. A change is sent within a second.
+	StatusInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -50,6 +62,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Notifier == nil {
+		c.Notifier = nopNotifier{}
+	}
+	if c.StatusInterval == 0 {
+		c.StatusInterval = 10 * time.Second
+	}
 }
 
 // Agent is the daemon: every long-lived part, wired in one visible place.
@@ -63,6 +81,8 @@ type Agent struct {
 	ledger    *metering.Ledger
 	logs      *logs.Store
 	metrics   *metrics
+	notify    Notifier
+	probe     *http.Client // the watchdog probe's: no proxy, a new connection each time
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -85,18 +105,19 @@ func (a *Agent) gatewayAddr() string {
 }
 
 // New opens the store, cleans up after a crashed predecessor and prepares
-// the parts. It does not listen yet: see Serve.
+// the parts. It does not listen yet: see Serve. When it fails it closes the
+// listeners in cfg.
 func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	cfg.setDefaults()
+	a := &Agent{cfg: cfg, log: cfg.Logger, notify: cfg.Notifier, probe: newProbeClient()}
+	defer func() {
+		if retErr != nil {
+			a.Close() // also closes the listeners in cfg
+		}
+	}()
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger}
-	defer func() {
-		if retErr != nil {
-			a.Close()
-		}
-	}()
 	var err error
 	if a.db, err = store.Open(ctx, filepath.Join(cfg.StateDir, "edgefaas.db")); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -138,17 +159,23 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	return a, nil
 }
 
-// Serve listens on the admin socket and the gateway address and serves
-// until ctx ends, then shuts down. It returns nil on a clean shutdown.
+// Serve listens on the admin socket and the gateway address, or serves the
+// listeners given in Config, until ctx ends, then shuts down. It returns nil
+// on a clean shutdown.
 func (a *Agent) Serve(ctx context.Context) error {
-	apiLn, err := listenUnix(a.cfg.APISocket)
-	if err != nil {
-		return err
+	apiLn, gwLn := a.cfg.APIListener, a.cfg.GatewayListener
+	var err error
+	if apiLn == nil {
+		if apiLn, err = listenUnix(a.cfg.APISocket); err != nil {
+			closeAll(gwLn)
+			return err
+		}
 	}
-	gwLn, err := net.Listen("tcp", a.cfg.Listen)
-	if err != nil {
-		apiLn.Close()
-		return fmt.Errorf("gateway listen %s: %w", a.cfg.Listen, err)
+	if gwLn == nil {
+		if gwLn, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+			apiLn.Close()
+			return fmt.Errorf("gateway listen %s: %w", a.cfg.Listen, err)
+		}
 	}
 	return a.serveOn(ctx, apiLn, gwLn)
 }
@@ -174,14 +201,26 @@ func (a *Agent) serveOn(ctx context.Context, apiLn, gwLn net.Listener) error {
 	}
 	a.log.Info("edgefaasd serving", "api", apiLn.Addr().String(), "gateway", gwLn.Addr().String(),
 		"state_dir", a.cfg.StateDir, "cgroups", a.sandboxes.CgroupMode().String())
+	// Ready only now: New opened the store and cleaned up after a previous
+	// agent, and both listeners are bound with their servers started, so a
+	// client that connects the moment systemd hears this is answered.
+	a.notify.Ready()
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		a.reportStatus(statusCtx)
+	}()
+	var err error
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
-		a.shutdown()
-		return err
+	case err = <-errc:
 	}
+	a.notify.Stopping()
+	stopStatus()
+	<-statusDone
 	a.shutdown()
-	return nil
+	return err
 }
 
 func (a *Agent) shutdown() {
@@ -200,6 +239,7 @@ func (a *Agent) shutdown() {
 // a clean stop; after a crash the next start cleans them up.
 func (a *Agent) Close() error {
 	a.shutdown()
+	closeAll(a.cfg.APIListener, a.cfg.GatewayListener) // when Serve never ran
 	if a.invoker != nil {
 		a.invoker.stopAll()
 	}
@@ -238,4 +278,12 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
+}
+
+func closeAll(lns ...net.Listener) {
+	for _, ln := range lns {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
 }

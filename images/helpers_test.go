@@ -130,7 +130,7 @@ func (a *testArchive) manifest(plat *ocispec.Platform, cfg ocispec.ImageConfig, 
 	if plat != nil {
 		img.Platform = *plat
 	} else {
-		img.Platform = ocispec.Platform{OS: hostPlatform().OS, Architecture: hostPlatform().Arch}
+		img.Platform = ocispec.Platform{OS: hostPlatform().OS, Architecture: hostPlatform().Arch, Variant: hostPlatform().Variant}
 	}
 	m := ocispec.Manifest{Versioned: specsV2, MediaType: ocispec.MediaTypeImageManifest}
 	for _, l := range layers {

@@ -45,7 +45,7 @@ func TestImportGetRemove(t *testing.T) {
 	if want := []string{"test:1.0", "example.com/fn:1.0"}; !slices.Equal(img.Names, want) {
 		t.Errorf("names: got %q, want %q", img.Names, want)
 	}
-	if want := hostPlatform().OS + "/" + hostPlatform().Arch; img.Platform != want {
+	if want := hostPlatform().String(); img.Platform != want {
 		t.Errorf("platform: got %q, want %q", img.Platform, want)
 	}
 	if img.Config.Entrypoint[0] != "/bin/fn" || img.Config.User != "1000:1000" || img.Config.Labels["k"] != "v" ||

@@ -113,7 +113,7 @@ type Sandbox struct {
 	paths map[string]string // cgroup directories, fixed at creation
 	cpuMu sync.Mutex
 	cpu   *cgroups.CPUCounter // nil when the counter could not be opened
-	done  chan struct{}     // closed when the init exits
+	done  chan struct{}       // closed when the init exits
 	once  sync.Once
 }
 

@@ -141,6 +141,28 @@ func TestMigrations(t *testing.T) {
 				}
 			},
 		},
+		{
+			version: 4,
+			seed: func(t *testing.T, db *sql.DB) {
+				exec(t, db, `INSERT INTO functions VALUES ('f', ?, '{"name":"f"}', 2, 'c', 'u')`, digest)
+			},
+			check: func(t *testing.T, db *sql.DB) {
+				var version int
+				if err := db.QueryRowContext(t.Context(), "SELECT version FROM functions WHERE name = 'f'").Scan(&version); err != nil || version != 2 {
+					t.Errorf("function f after version 4: version %d, %v, want 2", version, err)
+				}
+				if !hasTable(t, db, "heartbeat") {
+					t.Fatal("no heartbeat after version 4")
+				}
+				exec(t, db, `INSERT INTO heartbeat VALUES (1, 5)`)
+				for _, bad := range []string{`INSERT INTO heartbeat VALUES (2, 5)`, `INSERT INTO heartbeat VALUES (1, 6)`,
+					`UPDATE heartbeat SET beat_ns = -1`} {
+					if _, err := db.ExecContext(t.Context(), bad); err == nil {
+						t.Errorf("heartbeat accepted %s: it is one row with a time", bad)
+					}
+				}
+			},
+		},
 	}
 	if len(tests) != len(mustLoad(t, migrationFiles)) {
 		t.Fatalf("%d migration tests for %d migrations: every migration needs one", len(tests), len(mustLoad(t, migrationFiles)))

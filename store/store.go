@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
@@ -27,6 +28,8 @@ type DB struct {
 	db   *sql.DB
 	path string           // the database file, for SyncWAL
 	now  func() time.Time // the clock; tests replace it
+
+	beating sync.Mutex // held while a Heartbeat write is in flight
 }
 
 // Open opens the database at path, creating the file if needed, and brings

@@ -1,6 +1,10 @@
 // Command edgefaasd is the edgefaas agent: one per gateway, run as root
 // under systemd. It is also the container init of every sandbox it starts
 // (libcontainer re-executes it as "/proc/self/exe init").
+//
+//	edgefaasd [--config FILE] [flags]        run the agent
+//	edgefaasd install [--uninstall] [--root DIR]
+//	                                         install (or remove) its systemd units
 package main
 
 import (
@@ -17,47 +21,104 @@ import (
 	"github.com/edgefaas/edgefaas/agent"
 	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/sandbox"
+	"github.com/edgefaas/edgefaas/systemd"
 )
 
 func main() {
 	if sandbox.IsInit() {
 		sandbox.RunInit() // never returns
 	}
-	var cfg agent.Config
-	var debug, version bool
-	flag.StringVar(&cfg.StateDir, "state-dir", "/var/lib/edgefaas", "SQLite database, image store and sandbox state")
-	flag.StringVar(&cfg.APISocket, "api-socket", api.DefaultSocket, "admin API unix socket (mode 0660)")
-	flag.StringVar(&cfg.Listen, "listen", ":8080", "address of the HTTP gateway that invokes functions")
-	flag.StringVar(&cfg.CgroupParent, "cgroup-parent", "edgefaas", "cgroup below which every sandbox gets its own")
-	flag.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "how long raw activation records are kept before they are rolled up per function and hour")
-	flag.BoolVar(&debug, "debug", false, "log at debug level")
-	flag.BoolVar(&version, "version", false, "print the version and exit")
-	flag.Parse()
-	if version {
-		fmt.Println("edgefaasd", api.Version)
-		return
-	}
-	level := slog.LevelInfo
-	if debug {
-		level = slog.LevelDebug
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg); err != nil && !errors.Is(err, context.Canceled) {
+	err := dispatch(ctx, os.Args[1:])
+	stop()
+	switch {
+	case err == nil, errors.Is(err, context.Canceled):
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	default:
 		fmt.Fprintln(os.Stderr, "edgefaasd:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, cfg agent.Config) error {
-	if os.Geteuid() != 0 {
-		return errors.New("must run as root: it creates namespaces and cgroups for sandboxes")
+func dispatch(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "install" {
+		opts, uninstall, err := parseInstallFlags(args[1:])
+		if err != nil {
+			return err
+		}
+		return runInstall(ctx, opts, uninstall)
 	}
-	a, err := agent.New(ctx, cfg)
+	o, err := parseFlags(args)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
-	return a.Serve(ctx)
+	if o.version {
+		fmt.Println("edgefaasd", api.Version)
+		return nil
+	}
+	return run(ctx, o)
+}
+
+// options are the agent's command line, after the configuration file.
+type options struct {
+	cfg     agent.Config
+	debug   bool
+	version bool
+}
+
+func (o options) level() slog.Level {
+	if o.debug {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+// parseFlags parses the agent's flags, then fills in those the command line
+// did not give from the --config file.
+func parseFlags(args []string) (options, error) {
+	var o options
+	var configFile string
+	fs := agentFlags(&o, &configFile)
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected argument %q (edgefaasd -h lists the flags)", fs.Arg(0))
+	}
+	if configFile != "" {
+		if err := applyConfigFile(fs, configFile); err != nil {
+			return options{}, err
+		}
+	}
+	return o, nil
+}
+
+// agentFlags defines the agent's flags, with their defaults, on o.
+func agentFlags(o *options, configFile *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("edgefaasd", flag.ContinueOnError)
+	fs.StringVar(configFile, "config", "", "read defaults for the flags below from this file of `key = value` lines (the systemd unit uses "+systemd.ConfigPath+")")
+	fs.StringVar(&o.cfg.StateDir, "state-dir", "/var/lib/edgefaas", "SQLite database, image store and sandbox state")
+	fs.StringVar(&o.cfg.APISocket, "api-socket", api.DefaultSocket, "admin API unix socket (mode 0660), unless systemd passes it")
+	fs.StringVar(&o.cfg.Listen, "listen", ":8080", "address of the HTTP gateway that invokes functions, unless systemd passes it")
+	fs.StringVar(&o.cfg.CgroupParent, "cgroup-parent", "edgefaas", "cgroup below which every sandbox gets its own")
+	fs.DurationVar(&o.cfg.Retention, "retention", 7*24*time.Hour, "how long raw activation records are kept before they are rolled up per function and hour")
+	fs.BoolVar(&o.debug, "debug", false, "log at debug level")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	return fs
+}
+
+func parseInstallFlags(args []string) (systemd.InstallOptions, bool, error) {
+	var opts systemd.InstallOptions
+	var uninstall bool
+	fs := flag.NewFlagSet("edgefaasd install", flag.ContinueOnError)
+	fs.StringVar(&opts.Root, "root", "/", "install below this directory, enabling the units offline (an image being built)")
+	fs.BoolVar(&uninstall, "uninstall", false, "stop, disable and remove the units; keep the configuration and the state")
+	if err := fs.Parse(args); err != nil {
+		return opts, false, err
+	}
+	if fs.NArg() > 0 {
+		return opts, false, fmt.Errorf("install: unexpected argument %q", fs.Arg(0))
+	}
+	return opts, uninstall, nil
 }
