@@ -170,21 +170,29 @@ func (a *agentProc) start() {
 
 // stop ends the agent with SIGTERM (a clean stop).
 func (a *agentProc) stop() {
-	if a.cmd == nil || a.cmd.ProcessState != nil {
+	terminate(a.t, a.cmd, a.logs)
+}
+
+// terminate stops an agent process cleanly (SIGCONT first, in case a test
+// left it stopped, then SIGTERM), kills it after 15 s, and shows its logs
+// when the test failed.
+func terminate(t testing.TB, cmd *exec.Cmd, logs *syncBuffer) {
+	if cmd == nil || cmd.ProcessState != nil {
 		return
 	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
-	go func() { _ = a.cmd.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(15 * time.Second):
-		_ = a.cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		<-done
-		a.t.Errorf("agent did not stop within 15s after SIGTERM; logs:\n%s", a.logs.String())
+		t.Errorf("agent did not stop within 15s after SIGTERM")
 	}
-	if a.t.Failed() {
-		a.t.Logf("agent logs:\n%s", a.logs.String())
+	if t.Failed() {
+		t.Logf("agent logs:\n%s", logs.String())
 	}
 }
 

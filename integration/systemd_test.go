@@ -93,25 +93,7 @@ func startSystemdAgent(t *testing.T, o sdOptions) *sdAgent {
 	return a
 }
 
-func (a *sdAgent) stop() {
-	if a.cmd.ProcessState != nil {
-		return
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGCONT) // in case a test left it stopped
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = a.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-done
-		a.t.Errorf("agent did not stop within 15s after SIGTERM")
-	}
-	if a.t.Failed() {
-		a.t.Logf("agent logs:\n%s", a.logs.String())
-	}
-}
+func (a *sdAgent) stop() { terminate(a.t, a.cmd, a.logs) }
 
 // notifyListener listens as systemd does on NOTIFY_SOCKET.
 func notifyListener(t *testing.T) *net.UnixConn {
