@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -44,10 +45,14 @@ func TestMeteringTotalsAndMetrics(t *testing.T) {
 	}
 	u := rows[0]
 	const n = ok + crashes
-	// Every call here takes well under 100 ms, so each bills one unit:
-	// 100 ms at 128 MiB = 0.125 GiB x 0.1 s = 0.0125 GB-s.
-	if u.Invocations != n || u.Errors != crashes || u.BilledMs != n*100 || u.GBSeconds != float64(n)*0.0125 {
-		t.Fatalf("usage %+v; want %d invocations, %d errors, %d billed ms, %v GB-s", u, n, crashes, n*100, float64(n)*0.0125)
+	// Billing: whole 100 ms units, at least one per call (a loaded machine
+	// may push a cold start past 100 ms, so the exact sum is the unit
+	// test's job, with known durations), and GB-s = 0.125 GiB x billed s.
+	if u.Invocations != n || u.Errors != crashes || u.BilledMs < n*100 || u.BilledMs%100 != 0 {
+		t.Fatalf("usage %+v; want %d invocations, %d errors, at least %d billed ms in 100 ms units", u, n, crashes, n*100)
+	}
+	if want := float64(u.BilledMs) / 1000 * 0.125; math.Abs(u.GBSeconds-want) > 1e-9 {
+		t.Fatalf("GB-s %v, want %v for %d billed ms at 128 MiB", u.GBSeconds, want, u.BilledMs)
 	}
 	// Each crash costs its instance, so every crash call and the first call
 	// after them start one.
@@ -96,8 +101,8 @@ func TestMeteringTotalsAndMetrics(t *testing.T) {
 	if got := counter("edgefaas_cold_starts_total", map[string]string{"function": "m"}); got != crashes+1 {
 		t.Errorf("cold starts %v", got)
 	}
-	if got := counter("edgefaas_billed_gb_seconds_total", map[string]string{"function": "m"}); got < float64(n)*0.0125-1e-9 || got > float64(n)*0.0125+1e-9 {
-		t.Errorf("billed GB-s %v, want %v", got, float64(n)*0.0125)
+	if got := counter("edgefaas_billed_gb_seconds_total", map[string]string{"function": "m"}); math.Abs(got-u.GBSeconds) > 1e-9 {
+		t.Errorf("billed GB-s in /metrics %v, in the ledger %v", got, u.GBSeconds)
 	}
 	if got := counter("edgefaas_warm_instances", map[string]string{"function": "m"}); got != 1 {
 		t.Errorf("warm instances %v", got)
