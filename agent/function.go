@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -49,13 +48,6 @@ func (f *function) invoke(ctx context.Context, c call) result {
 	callCtx, cancel := context.WithTimeout(ctx, time.Duration(spec.Timeout))
 	defer cancel()
 	res := inst.invoke(callCtx, c)
-	if res.FaasStatus == statusTimeout && ctx.Err() != nil && !errors.Is(callCtx.Err(), context.DeadlineExceeded) {
-		// The caller went away; the function did not time out.
-		res = errResult(499, statusError, "caller went away")
-	}
-	if res.FaasStatus == statusTimeout {
-		res.Body = jsonError(fmt.Sprintf("function %q timed out after %s and was killed", spec.Name, time.Duration(spec.Timeout)), statusTimeout)
-	}
 	if inst.broken() {
 		f.discard(inst)
 	}

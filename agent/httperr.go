@@ -45,5 +45,3 @@ func writeError(w http.ResponseWriter, err error) {
 	w.WriteHeader(httpStatus(err))
 	_, _ = w.Write(jsonError(err.Error(), ""))
 }
-
-func errorsIsNotFound(err error) bool { return errors.Is(err, errdefs.ErrNotFound) }

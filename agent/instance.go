@@ -150,7 +150,8 @@ func (inst *instance) invoke(ctx context.Context, c call) result {
 func (inst *instance) failure(ctx context.Context, oomBefore uint64, cause error) result {
 	inst.isBroke.Store(true)
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return errResult(http.StatusGatewayTimeout, statusTimeout, "timed out")
+		return errResult(http.StatusGatewayTimeout, statusTimeout, fmt.Sprintf("function %q timed out after %s and was killed",
+			inst.fn.Spec.Name, time.Duration(inst.fn.Spec.Timeout)))
 	}
 	if st, err := inst.sb.Stats(); err == nil && st.OOMKills > oomBefore {
 		return errResult(http.StatusBadGateway, statusOOM,

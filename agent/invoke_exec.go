@@ -32,13 +32,16 @@ func (inst *instance) invokeExec(ctx context.Context, c call) result {
 		Stdout: stdout,
 		Stderr: stderr,
 	})
-	switch {
-	case err != nil && ctx.Err() == nil:
+	if err != nil || st.Signal != 0 {
+		// Killed (by a signal, the deadline or the OOM killer), or never
+		// started. A killed process may have left children behind: the
+		// sandbox goes with it (failure marks the instance broken).
+		if err == nil || ctx.Err() != nil {
+			err = fmt.Errorf("killed by signal %v", st.Signal)
+		}
 		return inst.failure(ctx, oomBefore, err)
-	case err != nil || st.Signal != 0:
-		// A process killed by a signal may have left children behind; the
-		// sandbox goes with it.
-		return inst.failure(ctx, oomBefore, fmt.Errorf("killed by signal %v", st.Signal))
+	}
+	switch {
 	case stdout.overflow:
 		return tooLarge(spec.Name, spec.MaxResponse)
 	case st.Code != 0:

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -82,7 +83,7 @@ func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	if q.Get("follow") != "1" {
 		lines, err := a.logs.Read(r.Context(), lq)
-		if err != nil && !errorsIsNotFound(err) {
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			writeError(w, err)
 			return
 		}

@@ -83,32 +83,13 @@ func buildAll(dir string) error {
 	return nil
 }
 
-// busyboxRoot lays out a root with Debian's static busybox.
+// busyboxRoot lays out a busybox root plus run.sh, which runs $SCRIPT.
 func busyboxRoot(dir string) (string, error) {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		return "", fmt.Errorf("needs busybox-static (apt-get install busybox-static): %w", err)
-	}
 	root := filepath.Join(dir, "bbroot")
-	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+	if err := testroot.WriteBusybox(root); err != nil {
 		return "", err
 	}
-	data, err := os.ReadFile(bb)
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(root, "bin/busybox"), data, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(root, "run.sh"), []byte("eval \"$SCRIPT\"\n"), 0o755); err != nil {
-		return "", err
-	}
-	for _, a := range testroot.BusyboxApplets {
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
-			return "", err
-		}
-	}
-	return root, nil
+	return root, os.WriteFile(filepath.Join(root, "run.sh"), []byte("eval \"$SCRIPT\"\n"), 0o755)
 }
 
 // agentProc is a running edgefaasd with its own state, socket, port and

@@ -4,6 +4,7 @@
 package testroot
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,32 +30,44 @@ func RequireRoot(t testing.TB) {
 // busybox with BusyboxApplets, plus the mount points a read-only root needs.
 func Busybox(t testing.TB) string {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
+	if _, err := exec.LookPath("busybox"); err != nil {
 		t.Skip("needs busybox-static (apt-get install busybox-static)")
 	}
 	root := t.TempDir()
+	if err := WriteBusybox(root); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// WriteBusybox lays out a busybox root in dir: bin/busybox, a link per
+// applet, and the mount points (/proc, /sys, /dev, /tmp, /etc).
+func WriteBusybox(dir string) error {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		return fmt.Errorf("needs busybox-static (apt-get install busybox-static): %w", err)
+	}
 	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
-		t.Fatal(err)
+	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
+		return err
 	}
 	data, err := os.ReadFile(bb)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
-		t.Fatal(err)
+	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
+		return err
 	}
 	for _, a := range BusyboxApplets {
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
-			t.Fatal(err)
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
+			return err
 		}
 	}
-	return root
+	return nil
 }
 
 // GoBinary builds the main package in dir (relative to the module, e.g.
