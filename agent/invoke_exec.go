@@ -20,7 +20,7 @@ func (inst *instance) invokeExec(ctx context.Context, c call) result {
 		"HTTP_METHOD="+c.Method,
 		"HTTP_PATH="+c.Path,
 		"HTTP_QUERY="+c.Query,
-		"MQTT_TOPIC=",
+		"MQTT_TOPIC="+c.Topic,
 	)
 	stdout := &limitedBuffer{max: spec.MaxResponse}
 	stderr := inst.logs.Writer(spec.Name, inst.sb.ID(), "stderr", c.ID)

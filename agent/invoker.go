@@ -28,12 +28,13 @@ const (
 // call is one invocation, whatever its trigger.
 type call struct {
 	ID      string
-	Trigger string // "http" for now; mqtt, schedule and async come later
+	Trigger string // "http", "mqtt", "async" or "schedule"
 	Method  string
 	Path    string // the suffix after /function/NAME, always starting with "/"
 	Query   string
 	Header  http.Header
 	Body    []byte
+	Topic   string // the MQTT topic, for trigger "mqtt"
 }
 
 // result is what the gateway writes back, and what metering records.

@@ -36,3 +36,17 @@ func (a *Agent) run(ctx context.Context, f *function, c call) result {
 	a.metrics.observe(name, c.Trigger, res, d, gbs)
 	return res
 }
+
+// invokeByName runs a call for a trigger other than the gateway (MQTT,
+// async, schedule): the function is looked up at the time of the call, so
+// a deploy in between is picked up.
+func (a *Agent) invokeByName(ctx context.Context, name string, c call) result {
+	f, err := a.invoker.lookup(name)
+	if err != nil {
+		return errResult(404, statusNotFound, err.Error())
+	}
+	if int64(len(c.Body)) > f.fn.Spec.MaxRequest {
+		return errResult(413, statusTooLarge, "request body larger than the function's limit")
+	}
+	return a.run(ctx, f, c)
+}

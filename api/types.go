@@ -24,6 +24,9 @@ const (
 	DefaultConcurrency  = 10
 	DefaultRequestSize  = 6 << 20
 	DefaultResponseSize = 6 << 20
+	DefaultMaxInstances = 4
+	DefaultIdle         = 5 * time.Minute
+	DefaultQueue        = 100
 )
 
 // FunctionSpec is what a user deploys: an image plus limits.
@@ -39,6 +42,29 @@ type FunctionSpec struct {
 	Env         map[string]string `json:"env,omitempty"`
 	MaxRequest  int64             `json:"max_request_bytes,omitempty"`
 	MaxResponse int64             `json:"max_response_bytes,omitempty"`
+
+	// Scaling (the pool): instances kept warm even when idle, the most
+	// instances at once, how long an idle instance lives, how many calls
+	// may wait for a free slot before the gateway answers 429, and when an
+	// instance is replaced by a fresh one (after N calls, or once its
+	// memory use passes a number of bytes; 0 means never).
+	MinInstances  int      `json:"min_instances,omitempty"`
+	MaxInstances  int      `json:"max_instances,omitempty"`
+	Idle          Duration `json:"idle_timeout,omitempty"`
+	Queue         int      `json:"queue,omitempty"`
+	RecycleAfter  int64    `json:"recycle_after,omitempty"`
+	RecycleMemory int64    `json:"recycle_memory_bytes,omitempty"`
+
+	// MQTT bindings: messages on these topics invoke the function.
+	MQTT []MQTTBinding `json:"mqtt,omitempty"`
+}
+
+// MQTTBinding maps a topic filter to a function (DESIGN.md section 7).
+type MQTTBinding struct {
+	Filter  string `json:"filter"`            // with + and # wildcards
+	Reply   string `json:"reply,omitempty"`   // reply topic template: {topic}, {1}, {2}...
+	QoS     byte   `json:"qos"`               // 0 or 1 (2 is served as 1)
+	Ordered bool   `json:"ordered,omitempty"` // one message at a time per topic
 }
 
 // WithDefaults returns the spec with every zero limit replaced by its default.
@@ -66,6 +92,15 @@ func (s FunctionSpec) WithDefaults() FunctionSpec {
 	}
 	if s.MaxResponse == 0 {
 		s.MaxResponse = DefaultResponseSize
+	}
+	if s.MaxInstances == 0 {
+		s.MaxInstances = max(DefaultMaxInstances, s.MinInstances)
+	}
+	if s.Idle == 0 {
+		s.Idle = Duration(DefaultIdle)
+	}
+	if s.Queue == 0 {
+		s.Queue = DefaultQueue
 	}
 	return s
 }
