@@ -31,6 +31,10 @@ type Config struct {
 	CgroupParent string        // "edgefaas"
 	StartTimeout time.Duration // how long an instance may take to become ready; 10s
 	Retention    time.Duration // raw activation records kept before hourly roll-up; 7 days
+	// ShutdownTimeout is how long a stop waits for calls in flight to
+	// finish before their sandboxes are destroyed; 20s (below the unit's
+	// TimeoutStopSec of 30s, so systemd does not kill us first).
+	ShutdownTimeout time.Duration
 	Logger       *slog.Logger  // slog.Default()
 
 	// APIListener and GatewayListener, when set, are served instead of
@@ -64,6 +68,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Notifier == nil {
 		c.Notifier = nopNotifier{}
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 20 * time.Second
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 10 * time.Second
@@ -223,8 +230,10 @@ func (a *Agent) serveOn(ctx context.Context, apiLn, gwLn net.Listener) error {
 	return err
 }
 
+// shutdown stops accepting and waits (up to ShutdownTimeout) for requests
+// in flight, invocations included, to be answered.
 func (a *Agent) shutdown() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	a.mu.Lock()
 	servers := a.servers
@@ -241,7 +250,9 @@ func (a *Agent) Close() error {
 	a.shutdown()
 	closeAll(a.cfg.APIListener, a.cfg.GatewayListener) // when Serve never ran
 	if a.invoker != nil {
-		a.invoker.stopAll()
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		a.invoker.stopAll(ctx)
+		cancel()
 	}
 	if a.ledger != nil {
 		if err := a.ledger.Close(); err != nil {

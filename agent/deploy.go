@@ -27,15 +27,20 @@ func validate(spec api.FunctionSpec) error {
 	if err := lim.Validate(); err != nil {
 		return fmt.Errorf("function %q: %w", spec.Name, err)
 	}
-	if spec.Timeout < 0 || spec.Concurrency < 0 || spec.MaxRequest < 0 || spec.MaxResponse < 0 {
-		return fmt.Errorf("function %q: negative timeout, concurrency or size limit: %w", spec.Name, errdefs.ErrInvalid)
+	if spec.Timeout < 0 || spec.Concurrency < 0 || spec.MaxRequest < 0 || spec.MaxResponse < 0 ||
+		spec.MinInstances < 0 || spec.Queue < 0 || spec.Idle < 0 || spec.RecycleAfter < 0 || spec.RecycleMemory < 0 {
+		return fmt.Errorf("function %q: negative timeout, concurrency, size, instance or queue limit: %w", spec.Name, errdefs.ErrInvalid)
+	}
+	if spec.MinInstances > spec.MaxInstances {
+		return fmt.Errorf("function %q: --min %d is more than --max %d: %w", spec.Name, spec.MinInstances, spec.MaxInstances, errdefs.ErrInvalid)
 	}
 	return nil
 }
 
 // deploy validates a spec, resolves its image to a digest and a root,
-// records the function and installs it in the invoker. A running older
-// version is stopped.
+// starts the new version (when the old one has instances up), records the
+// function and installs it in the invoker. The older version drains: its
+// calls in flight finish, queued calls move to the new one.
 func (a *Agent) deploy(ctx context.Context, spec api.FunctionSpec) (api.Function, error) {
 	img, err := a.db.Image(ctx, spec.Image)
 	if err != nil {
@@ -52,11 +57,19 @@ func (a *Agent) deploy(ctx context.Context, spec api.FunctionSpec) (api.Function
 	if err != nil {
 		return api.Function{}, err
 	}
+	// The new version's instances are ready before it is recorded and
+	// takes over; when they do not start, the old version keeps serving.
+	nf, err := a.invoker.prepare(ctx, api.Function{Spec: spec, ImageDigest: img.Digest}, tmpl)
+	if err != nil {
+		return api.Function{}, fmt.Errorf("function %q: new version did not become ready, the old one keeps serving: %w", spec.Name, err)
+	}
 	fn, err := a.db.PutFunction(ctx, api.Function{Spec: spec, ImageDigest: img.Digest})
 	if err != nil {
+		nf.retire(nil)
 		return api.Function{}, err
 	}
-	a.invoker.set(fn, tmpl)
+	nf.fn = fn // not yet shared: install publishes it
+	a.invoker.install(nf)
 	a.log.Info("deployed", "function", spec.Name, "version", fn.Version, "image", img.Digest, "mode", spec.Mode)
 	return fn, nil
 }
@@ -88,7 +101,9 @@ func (a *Agent) loadFunctions(ctx context.Context) error {
 			a.log.Error("function cannot run: its image is missing or broken", "function", fn.Spec.Name, "err", err)
 			continue
 		}
-		a.invoker.set(fn, tmpl)
+		// MinInstances are started by the reaper, not here: a slow or
+		// broken image must not hold up the agent's start.
+		a.invoker.install(newFunction(a.invoker, fn, tmpl))
 	}
 	return nil
 }

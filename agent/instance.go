@@ -34,6 +34,45 @@ type instance struct {
 	streams  []io.Closer // the init's stdout and stderr writers
 	isBroke  atomic.Bool
 	inflight atomic.Int64 // http mode: calls in flight, to apportion CPU time
+	initTime time.Duration
+
+	// Guarded by the owning function's mu.
+	active   int       // calls holding a slot
+	calls    int64     // calls finished
+	grants   int64     // slots handed out
+	lastUsed time.Time // when the last call finished (or it became ready)
+	retiring bool      // takes no new calls; stops when the last one ends
+	onDemand bool      // started for a waiting call (its first call is cold)
+}
+
+// newInstance starts an instance of f and times its start.
+func (iv *invoker) newInstance(ctx context.Context, f *function) (*instance, error) {
+	t0 := time.Now()
+	inst, err := startInstance(ctx, iv, f.fn, f.tmpl)
+	if err != nil {
+		return nil, err
+	}
+	inst.initTime = time.Since(t0)
+	inst.lastUsed = iv.now()
+	return inst, nil
+}
+
+// destroy destroys an instance in the background; stopAll waits for these.
+func (iv *invoker) destroy(inst *instance) {
+	iv.destroying.Add(1)
+	go func() {
+		defer iv.destroying.Done()
+		inst.destroy()
+	}()
+}
+
+// memory is the instance's memory use now (page cache included).
+func (inst *instance) memory() uint64 {
+	st, err := inst.sb.Stats()
+	if err != nil {
+		return 0
+	}
+	return st.MemoryCurrent
 }
 
 // startInstance creates the sandbox. In http mode it runs the entrypoint as

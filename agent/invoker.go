@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -55,33 +56,96 @@ func errResult(code int, status, msg string) result {
 }
 
 // invoker keeps the deployed functions in memory (the registry in the store
-// is the record; this is its running state) and starts an instance of a
-// function on demand. One instance per function, shared by up to
-// Concurrency calls at once; pooling and scaling come with the pool issue.
+// is the record; this is its running state), each with its pool of
+// instances, and a reaper that scales idle pools down.
 type invoker struct {
 	sandboxes    *sandbox.Manager
 	logs         *logs.Store
 	startTimeout time.Duration
 	log          *slog.Logger
+	now          func() time.Time
 
 	mu  sync.Mutex
 	fns map[string]*function
+
+	stopReaper context.CancelFunc
+	reaperDone chan struct{}
+	destroying sync.WaitGroup // instances being destroyed in the background
 }
+
+// reapInterval is how often idle instances are looked for: idle timeouts
+// are honoured to within this.
+const reapInterval = 500 * time.Millisecond
 
 func newInvoker(sm *sandbox.Manager, ls *logs.Store, startTimeout time.Duration, log *slog.Logger) *invoker {
-	return &invoker{sandboxes: sm, logs: ls, startTimeout: startTimeout, log: log, fns: map[string]*function{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	iv := &invoker{sandboxes: sm, logs: ls, startTimeout: startTimeout, log: log, now: time.Now,
+		fns: map[string]*function{}, stopReaper: cancel, reaperDone: make(chan struct{})}
+	go iv.reaper(ctx)
+	return iv
 }
 
-// set installs (or replaces) a function. Instances of a replaced version
-// are stopped; the next call starts the new one.
-func (iv *invoker) set(fn api.Function, tmpl process) {
-	nf := &function{iv: iv, fn: fn, tmpl: tmpl, sem: make(chan struct{}, fn.Spec.Concurrency)}
+func (iv *invoker) reaper(ctx context.Context) {
+	defer close(iv.reaperDone)
+	t := time.NewTicker(reapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := iv.now()
+		for _, f := range iv.functions() {
+			f.reap(now)
+		}
+	}
+}
+
+func (iv *invoker) functions() []*function {
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	fns := make([]*function, 0, len(iv.fns))
+	for _, f := range iv.fns {
+		fns = append(fns, f)
+	}
+	return fns
+}
+
+// prepare makes the running state of a new function version. When the
+// version it replaces has instances up (or the spec asks for MinInstances),
+// as many are started and must become ready before it takes over: an
+// update is then invisible to callers. A version that does not become
+// ready is not installed, and the old one keeps serving.
+func (iv *invoker) prepare(ctx context.Context, fn api.Function, tmpl process) (*function, error) {
+	nf := newFunction(iv, fn, tmpl)
+	n := fn.Spec.MinInstances
 	iv.mu.Lock()
 	old := iv.fns[fn.Spec.Name]
-	iv.fns[fn.Spec.Name] = nf
 	iv.mu.Unlock()
 	if old != nil {
-		old.stop()
+		n = max(n, min(old.running(), fn.Spec.MaxInstances))
+	}
+	if n > 0 {
+		ctx, cancel := context.WithTimeout(ctx, iv.startTimeout)
+		defer cancel()
+		if err := nf.warm(ctx, n); err != nil {
+			return nil, err
+		}
+	}
+	return nf, nil
+}
+
+// install makes nf the function's current version. Calls queued on the
+// version it replaces move to it; that version's instances stop once
+// their calls have finished.
+func (iv *invoker) install(nf *function) {
+	iv.mu.Lock()
+	old := iv.fns[nf.fn.Spec.Name]
+	iv.fns[nf.fn.Spec.Name] = nf
+	iv.mu.Unlock()
+	if old != nil {
+		old.retire(nf)
 	}
 }
 
@@ -91,7 +155,7 @@ func (iv *invoker) remove(name string) {
 	delete(iv.fns, name)
 	iv.mu.Unlock()
 	if old != nil {
-		old.stop()
+		old.retire(nil)
 	}
 }
 
@@ -122,12 +186,7 @@ type fnState struct {
 
 // states is a snapshot of every function's running state.
 func (iv *invoker) states() []fnState {
-	iv.mu.Lock()
-	fns := make([]*function, 0, len(iv.fns))
-	for _, f := range iv.fns {
-		fns = append(fns, f)
-	}
-	iv.mu.Unlock()
+	fns := iv.functions()
 	out := make([]fnState, 0, len(fns))
 	for _, f := range fns {
 		out = append(out, fnState{name: f.fn.Spec.Name, instances: f.running(), waiting: f.waiting.Load()})
@@ -135,12 +194,24 @@ func (iv *invoker) states() []fnState {
 	return out
 }
 
-func (iv *invoker) stopAll() {
+// stopAll retires every function and waits until their instances are gone
+// or ctx ends (then the rest are destroyed with their calls).
+func (iv *invoker) stopAll(ctx context.Context) {
+	iv.stopReaper()
+	<-iv.reaperDone
 	iv.mu.Lock()
 	fns := iv.fns
 	iv.fns = map[string]*function{}
 	iv.mu.Unlock()
 	for _, f := range fns {
-		f.stop()
+		f.retire(nil)
 	}
+	for _, f := range fns {
+		select {
+		case <-f.drained:
+		case <-ctx.Done():
+			f.destroyAll()
+		}
+	}
+	iv.destroying.Wait()
 }

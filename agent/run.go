@@ -13,7 +13,7 @@ import (
 // cannot lose its record.
 func (a *Agent) run(ctx context.Context, f *function, c call) result {
 	start := time.Now()
-	res := f.invoke(ctx, c)
+	res, f := f.invoke(ctx, c) // f: the version that served it
 	d := time.Since(start)
 	name := f.fn.Spec.Name
 	var gbs float64

@@ -22,7 +22,8 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 	fs := newFlags("deploy")
 	var spec api.FunctionSpec
 	var memory, cpu string
-	var timeout time.Duration
+	var timeout, idle time.Duration
+	var recycleMemory string
 	var env listFlag
 	fs.StringVar(&spec.Image, "image", "", "image: NAME:TAG, a digest, or the path of an image archive")
 	fs.StringVar(&spec.Mode, "mode", "", "http (default) or exec")
@@ -31,6 +32,12 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 	fs.Int64Var(&spec.Pids, "pids", 0, "process limit")
 	fs.DurationVar(&timeout, "timeout", 0, "per-invocation timeout, e.g. 10s")
 	fs.IntVar(&spec.Concurrency, "concurrency", 0, "concurrent invocations per instance")
+	fs.IntVar(&spec.MinInstances, "min", 0, "instances kept warm even when idle")
+	fs.IntVar(&spec.MaxInstances, "max", 0, fmt.Sprintf("most instances at once (default %d)", api.DefaultMaxInstances))
+	fs.DurationVar(&idle, "idle", 0, fmt.Sprintf("stop an instance idle this long (default %s)", api.DefaultIdle))
+	fs.IntVar(&spec.Queue, "queue", 0, fmt.Sprintf("calls that may wait for a slot before 429 (default %d)", api.DefaultQueue))
+	fs.Int64Var(&spec.RecycleAfter, "recycle-after", 0, "replace an instance after this many invocations")
+	fs.StringVar(&recycleMemory, "recycle-memory", "", "replace an idle instance whose memory use passed this, e.g. 100Mi")
 	fs.Var(&env, "env", "K=V, repeatable")
 	name, err := oneName(fs, args, "function NAME")
 	if err != nil {
@@ -38,6 +45,12 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 	}
 	spec.Name = name
 	spec.Timeout = api.Duration(timeout)
+	spec.Idle = api.Duration(idle)
+	if recycleMemory != "" {
+		if spec.RecycleMemory, err = parseBytes(recycleMemory); err != nil {
+			return fmt.Errorf("--recycle-memory: %w", err)
+		}
+	}
 	if memory != "" {
 		if spec.Memory, err = parseBytes(memory); err != nil {
 			return fmt.Errorf("--memory: %w", err)
