@@ -388,6 +388,17 @@ func (f *function) running() int {
 	return f.liveLocked()
 }
 
+// state is the function's live state: instances up and calls running.
+func (f *function) state() fnState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := fnState{name: f.fn.Spec.Name, instances: f.liveLocked()}
+	for _, inst := range f.insts {
+		st.inflight += inst.active
+	}
+	return st
+}
+
 // warm starts n instances and waits until they are ready: a new version is
 // ready before it takes over from the old one. It fails with the first
 // start that fails.

@@ -182,6 +182,7 @@ type fnState struct {
 	name      string
 	instances int
 	waiting   int64
+	inflight  int
 }
 
 // states is a snapshot of every function's running state.
@@ -189,7 +190,9 @@ func (iv *invoker) states() []fnState {
 	fns := iv.functions()
 	out := make([]fnState, 0, len(fns))
 	for _, f := range fns {
-		out = append(out, fnState{name: f.fn.Spec.Name, instances: f.running(), waiting: f.waiting.Load()})
+		st := f.state()
+		st.waiting = f.waiting.Load()
+		out = append(out, st)
 	}
 	return out
 }

@@ -82,16 +82,19 @@ type invokerCollector struct{ iv *invoker }
 var (
 	warmDesc  = prometheus.NewDesc("edgefaas_warm_instances", "Running instances per function.", []string{"function"}, nil)
 	queueDesc = prometheus.NewDesc("edgefaas_queue_depth", "Calls waiting for a concurrency slot, per function.", []string{"function"}, nil)
+	busyDesc  = prometheus.NewDesc("edgefaas_invocations_in_flight", "Calls running in an instance now, per function.", []string{"function"}, nil)
 )
 
 func (c *invokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- warmDesc
 	ch <- queueDesc
+	ch <- busyDesc
 }
 
 func (c *invokerCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.iv.states() {
 		ch <- prometheus.MustNewConstMetric(warmDesc, prometheus.GaugeValue, float64(s.instances), s.name)
 		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(s.waiting), s.name)
+		ch <- prometheus.MustNewConstMetric(busyDesc, prometheus.GaugeValue, float64(s.inflight), s.name)
 	}
 }

@@ -29,6 +29,14 @@ func main() {
 		fmt.Fprintf(w, "%s %s?%s ", r.Method, r.URL.Path, r.URL.RawQuery)
 		_, _ = io.Copy(w, r.Body)
 	})
+	http.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("for"))
+		time.Sleep(d)
+		fmt.Fprintf(w, "slept %s", d)
+	})
+	http.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, os.Getenv(r.URL.Query().Get("k")))
+	})
 	http.HandleFunc("/oom", func(w http.ResponseWriter, r *http.Request) {
 		var hold [][]byte
 		for {
