@@ -35,7 +35,7 @@ type Config struct {
 	// finish before their sandboxes are destroyed; 20s (below the unit's
 	// TimeoutStopSec of 30s, so systemd does not kill us first).
 	ShutdownTimeout time.Duration
-	Logger       *slog.Logger  // slog.Default()
+	Logger          *slog.Logger // slog.Default()
 
 	// APIListener and GatewayListener, when set, are served instead of
 	// listening on APISocket and Listen: sockets systemd passed (socket
