@@ -35,6 +35,9 @@ type Config struct {
 	// finish before their sandboxes are destroyed; 20s (below the unit's
 	// TimeoutStopSec of 30s, so systemd does not kill us first).
 	ShutdownTimeout time.Duration
+	// AsyncQueue is how many async calls may wait in the durable queue
+	// before POST /async-function answers 429; 10000.
+	AsyncQueue int
 	Logger          *slog.Logger // slog.Default()
 
 	// APIListener and GatewayListener, when set, are served instead of
@@ -72,6 +75,9 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 20 * time.Second
 	}
+	if c.AsyncQueue == 0 {
+		c.AsyncQueue = 10000
+	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 10 * time.Second
 	}
@@ -85,6 +91,7 @@ type Agent struct {
 	images    *images.Store
 	sandboxes *sandbox.Manager
 	invoker   *invoker
+	async     *asyncQueue
 	ledger    *metering.Ledger
 	logs      *logs.Store
 	metrics   *metrics
@@ -163,6 +170,8 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	if err := a.loadFunctions(ctx); err != nil {
 		return nil, err
 	}
+	// Calls queued before a restart run now.
+	a.async = newAsyncQueue(a.db, a.invokeByName, cfg.AsyncQueue, a.log)
 	return a, nil
 }
 
@@ -249,10 +258,16 @@ func (a *Agent) shutdown() {
 func (a *Agent) Close() error {
 	a.shutdown()
 	closeAll(a.cfg.APIListener, a.cfg.GatewayListener) // when Serve never ran
+	if a.async != nil {
+		a.async.close() // no new async calls start
+	}
 	if a.invoker != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 		a.invoker.stopAll(ctx)
 		cancel()
+	}
+	if a.async != nil {
+		a.async.wait()
 	}
 	if a.ledger != nil {
 		if err := a.ledger.Close(); err != nil {

@@ -10,11 +10,14 @@ import (
 	"strconv"
 )
 
-// gatewayHandler serves function invocations, /healthz and /metrics.
+// gatewayHandler serves function invocations (synchronous and async),
+// /healthz and /metrics.
 func (a *Agent) gatewayHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/function/{name}", a.handleInvoke)
 	mux.HandleFunc("/function/{name}/{path...}", a.handleInvoke)
+	mux.HandleFunc("POST /async-function/{name}", a.handleAsync)
+	mux.HandleFunc("POST /async-function/{name}/{path...}", a.handleAsync)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
@@ -31,23 +34,31 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeResult(w, errResult(http.StatusNotFound, statusNotFound, err.Error()))
 		return
 	}
-	limit := f.fn.Spec.MaxRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeResult(w, errResult(http.StatusRequestEntityTooLarge, statusTooLarge,
-				fmt.Sprintf("request body larger than the function's limit of %d bytes", limit)))
-			return
-		}
-		writeResult(w, errResult(http.StatusBadRequest, statusError, "reading request body: "+err.Error()))
+	body, res, ok := readBody(w, r, f.fn.Spec.MaxRequest)
+	if !ok {
+		writeResult(w, res)
 		return
 	}
-	res := a.run(r.Context(), f, call{
+	res = a.run(r.Context(), f, call{
 		ID: callID, Trigger: "http", Method: r.Method, Path: "/" + r.PathValue("path"),
 		Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body,
 	})
 	writeResult(w, res)
+}
+
+// readBody reads a request body of at most limit bytes; when it cannot, res
+// is the answer to give.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, res result, ok bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, errResult(http.StatusRequestEntityTooLarge, statusTooLarge,
+				fmt.Sprintf("request body larger than the function's limit of %d bytes", limit)), false
+		}
+		return nil, errResult(http.StatusBadRequest, statusError, "reading request body: "+err.Error()), false
+	}
+	return body, result{}, true
 }
 
 func writeResult(w http.ResponseWriter, res result) {

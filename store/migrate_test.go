@@ -163,6 +163,25 @@ func TestMigrations(t *testing.T) {
 				}
 			},
 		},
+		{
+			version: 5,
+			seed: func(t *testing.T, db *sql.DB) {
+				exec(t, db, `INSERT INTO heartbeat VALUES (1, 5)`)
+			},
+			check: func(t *testing.T, db *sql.DB) {
+				if !hasTable(t, db, "async_calls") {
+					t.Fatal("no async_calls after version 5")
+				}
+				const insert = `INSERT INTO async_calls (call_id, function_name, method, path, query, header_json, body,
+					callback_url, created_ns, state) VALUES (?, 'f', 'POST', '/', '', '{}', x'', '', 1, ?)`
+				exec(t, db, insert, "a", "queued")
+				for _, bad := range [][]any{{"a", "queued"}, {"b", "running"}} {
+					if _, err := db.ExecContext(t.Context(), insert, bad...); err == nil {
+						t.Errorf("async_calls accepted %v (duplicate call id or unknown state)", bad)
+					}
+				}
+			},
+		},
 	}
 	if len(tests) != len(mustLoad(t, migrationFiles)) {
 		t.Fatalf("%d migration tests for %d migrations: every migration needs one", len(tests), len(mustLoad(t, migrationFiles)))
