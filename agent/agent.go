@@ -38,7 +38,7 @@ type Config struct {
 	// AsyncQueue is how many async calls may wait in the durable queue
 	// before POST /async-function answers 429; 10000.
 	AsyncQueue int
-	Logger          *slog.Logger // slog.Default()
+	Logger     *slog.Logger // slog.Default()
 
 	// APIListener and GatewayListener, when set, are served instead of
 	// listening on APISocket and Listen: sockets systemd passed (socket
