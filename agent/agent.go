@@ -35,6 +35,12 @@ type Config struct {
 	// finish before their sandboxes are destroyed; 20s (below the unit's
 	// TimeoutStopSec of 30s, so systemd does not kill us first).
 	ShutdownTimeout time.Duration
+	// Prewarm is how many prewarmed sandboxes (created, program not yet
+	// started: a cold start then costs about one exec) the agent holds, one
+	// per function called within PrewarmWindow; 4, and -1 for none. Each
+	// holds a parked init process charged to its function's memory limit.
+	Prewarm       int
+	PrewarmWindow time.Duration // 10m
 	// AsyncQueue is how many async calls may wait in the durable queue
 	// before POST /async-function answers 429; 10000.
 	AsyncQueue int
@@ -74,6 +80,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 20 * time.Second
+	}
+	if c.Prewarm == 0 {
+		c.Prewarm = 4
+	}
+	if c.PrewarmWindow == 0 {
+		c.PrewarmWindow = 10 * time.Minute
 	}
 	if c.AsyncQueue == 0 {
 		c.AsyncQueue = 10000
@@ -159,7 +171,8 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("open function logs: %w", err)
 	}
-	a.invoker = newInvoker(a.sandboxes, a.logs, cfg.StartTimeout, a.log)
+	a.invoker = newInvoker(a.sandboxes, a.logs, invokerConfig{
+		startTimeout: cfg.StartTimeout, prewarm: cfg.Prewarm, prewarmWindow: cfg.PrewarmWindow}, a.log)
 	a.metrics = newMetrics(a.invoker)
 	// Standalone (no cloud controller yet): every record counts as
 	// acknowledged, so retention rolls them up; the cloud link will set

@@ -112,7 +112,7 @@ func (a *Agent) remove(ctx context.Context, name string) error {
 	if err := a.db.DeleteFunction(ctx, name); err != nil {
 		return err
 	}
-	a.invoker.remove(name)
+	a.invoker.remove(ctx, name)
 	if err := a.logs.Remove(name); err != nil {
 		a.log.Warn("removing function logs", "function", name, "err", err)
 	}

@@ -38,6 +38,12 @@ type function struct {
 	// A failing start is not retried for MinInstances before minRetry.
 	minRetry time.Time
 	minDelay time.Duration
+
+	gone sync.WaitGroup // destroys of its instances in flight
+
+	lastCall   time.Time // when a call last arrived
+	pre        *instance // a prewarmed (created, held) instance, or nil
+	prewarming bool      // one is being created
 }
 
 // waiter is a queued call. Its channel receives exactly one grant.
@@ -119,6 +125,7 @@ func (f *function) enqueue() (q *function, w *waiter, inst *instance, res result
 		}
 		return f.next.enqueue()
 	}
+	f.lastCall = f.iv.now()
 	if inst := f.pickLocked(); inst != nil {
 		inst.active++
 		inst.grants++
@@ -205,7 +212,7 @@ func (f *function) pickLocked() *instance {
 func (f *function) scaleUpLocked() {
 	for !f.retired && len(f.queue) > f.starting*f.slots() && f.liveLocked()+f.starting < f.fn.Spec.MaxInstances {
 		f.starting++
-		go f.start(true)
+		f.iv.goBackground(func() { f.start(true) })
 	}
 }
 
@@ -216,7 +223,7 @@ func (f *function) ensureMinLocked(now time.Time) {
 	}
 	for !f.retired && f.liveLocked()+f.starting < f.fn.Spec.MinInstances {
 		f.starting++
-		go f.start(false)
+		f.iv.goBackground(func() { f.start(false) })
 	}
 }
 
@@ -247,13 +254,14 @@ func (f *function) start(onDemand bool) {
 	}
 	f.minDelay = 0
 	if f.retired {
-		f.iv.destroy(inst)
+		f.destroy(inst)
 		f.drainedLocked()
 		return
 	}
 	inst.onDemand = onDemand
 	f.insts = append(f.insts, inst)
 	f.dispatchLocked()
+	f.prewarmLocked(f.iv.now()) // the next cold start costs one exec
 }
 
 // failStartLocked fails the calls the failed start was for: all of them when
@@ -315,7 +323,7 @@ func (f *function) release(inst *instance) {
 func (f *function) dropLocked(inst *instance) {
 	if i := slices.Index(f.insts, inst); i >= 0 {
 		f.insts = slices.Delete(f.insts, i, i+1)
-		f.iv.destroy(inst)
+		f.destroy(inst)
 	}
 }
 
@@ -347,6 +355,57 @@ func (f *function) reap(now time.Time) {
 	}
 	f.ensureMinLocked(now)
 	f.scaleUpLocked()
+	f.prewarmLocked(now)
+}
+
+// prewarmLocked keeps one prewarmed instance for a function called within
+// the prewarm window, while the agent-wide budget allows, and gives up the
+// one of a function that went quiet.
+func (f *function) prewarmLocked(now time.Time) {
+	iv := f.iv
+	recent := !f.lastCall.IsZero() && now.Sub(f.lastCall) < iv.prewarmWindow
+	if f.pre != nil && (!recent || f.pre.broken()) {
+		f.unprewarm(f.pre)
+		f.pre = nil
+	}
+	if !recent || f.retired || f.pre != nil || f.prewarming || !iv.reservePrewarm() {
+		return
+	}
+	f.prewarming = true
+	iv.goBackground(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), iv.startTimeout)
+		defer cancel()
+		inst, err := createInstance(ctx, iv, f.fn, f.tmpl)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.prewarming = false
+		switch {
+		case err != nil:
+			iv.prewarmCount.Add(-1)
+			iv.log.Warn("prewarming failed", "function", f.fn.Spec.Name, "err", err)
+		case f.retired || f.pre != nil:
+			f.unprewarm(inst)
+		default:
+			f.pre = inst
+		}
+	})
+}
+
+// takePrewarmed hands over the prewarmed instance, if there is a live one.
+func (f *function) takePrewarmed() *instance {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.pre
+	f.pre = nil
+	if p == nil {
+		return nil
+	}
+	f.iv.prewarmCount.Add(-1)
+	if p.broken() {
+		f.destroy(p)
+		return nil
+	}
+	return p
 }
 
 // retire stops the function taking calls. Queued calls move to next (or
@@ -355,6 +414,10 @@ func (f *function) retire(next *function) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.retired, f.next = true, next
+	if f.pre != nil {
+		f.unprewarm(f.pre)
+		f.pre = nil
+	}
 	for len(f.queue) > 0 {
 		if next == nil {
 			f.popLocked() <- grant{err: fmt.Errorf("function %q was removed", f.fn.Spec.Name)}
@@ -443,14 +506,44 @@ func cmpOr(a, b error) error {
 	return b
 }
 
+// destroy destroys an instance in the background (see wait).
+func (f *function) destroy(inst *instance) {
+	f.gone.Add(1)
+	f.iv.goBackground(func() {
+		defer f.gone.Done()
+		inst.destroy()
+	})
+}
+
+// awaitGone waits until a retired function's calls have ended (or ctx
+// ends, then they are cut short) and its sandboxes are gone.
+func (f *function) awaitGone(ctx context.Context) {
+	select {
+	case <-f.drained:
+	case <-ctx.Done():
+		f.destroyAll()
+	}
+	f.gone.Wait()
+}
+
 // destroyAll destroys every instance, with calls in flight: the end of a
 // shutdown whose deadline passed.
 func (f *function) destroyAll() {
 	f.mu.Lock()
 	insts := f.insts
 	f.insts = nil
+	if f.pre != nil {
+		insts = append(insts, f.pre)
+		f.pre = nil
+	}
 	f.mu.Unlock()
 	for _, inst := range insts {
 		inst.destroy()
 	}
+}
+
+// unprewarm destroys a prewarmed instance and frees its place in the budget.
+func (f *function) unprewarm(inst *instance) {
+	f.iv.prewarmCount.Add(-1)
+	f.destroy(inst)
 }

@@ -45,25 +45,28 @@ type instance struct {
 	onDemand bool      // started for a waiting call (its first call is cold)
 }
 
-// newInstance starts an instance of f and times its start.
+// newInstance starts an instance of f, from its prewarmed one when it has
+// one, and times the start.
 func (iv *invoker) newInstance(ctx context.Context, f *function) (*instance, error) {
 	t0 := time.Now()
-	inst, err := startInstance(ctx, iv, f.fn, f.tmpl)
-	if err != nil {
-		return nil, err
+	inst := f.takePrewarmed()
+	if inst != nil {
+		if err := inst.run(ctx); err != nil {
+			iv.log.Warn("prewarmed instance did not start; starting a fresh one", "function", f.fn.Spec.Name, "err", err)
+			inst.destroy()
+			inst = nil
+		}
+	}
+	if inst == nil {
+		var err error
+		if inst, err = startInstance(ctx, iv, f.fn, f.tmpl); err != nil {
+			return nil, err
+		}
 	}
 	inst.initTime = time.Since(t0)
 	inst.lastUsed = iv.now()
+	iv.log.Debug("instance started", "function", f.fn.Spec.Name, "sandbox", inst.sb.ID(), "in", inst.initTime)
 	return inst, nil
-}
-
-// destroy destroys an instance in the background; stopAll waits for these.
-func (iv *invoker) destroy(inst *instance) {
-	iv.destroying.Add(1)
-	go func() {
-		defer iv.destroying.Done()
-		inst.destroy()
-	}()
 }
 
 // memory is the instance's memory use now (page cache included).
@@ -75,10 +78,25 @@ func (inst *instance) memory() uint64 {
 	return st.MemoryCurrent
 }
 
-// startInstance creates the sandbox. In http mode it runs the entrypoint as
-// the init and waits until port 8080 accepts; in exec mode the init is held
-// (created, never run) and every call execs the entrypoint into it.
+// startInstance creates the sandbox and makes it ready (see createInstance
+// and run).
 func startInstance(ctx context.Context, iv *invoker, fn api.Function, tmpl process) (*instance, error) {
+	inst, err := createInstance(ctx, iv, fn, tmpl)
+	if err != nil {
+		return nil, err
+	}
+	if err := inst.run(ctx); err != nil {
+		inst.destroy()
+		return nil, err
+	}
+	return inst, nil
+}
+
+// createInstance creates the sandbox with its init held (created, not yet
+// run): namespaces, mounts and cgroups exist, the program has not started.
+// That is a prewarmed instance. In exec mode it is also a ready one: every
+// call execs the entrypoint into it.
+func createInstance(ctx context.Context, iv *invoker, fn api.Function, tmpl process) (*instance, error) {
 	spec := fn.Spec
 	id := sandboxID(spec.Name, fn.Version)
 	stdout := iv.logs.Writer(spec.Name, id, "stdout", "")
@@ -94,7 +112,7 @@ func startInstance(ctx context.Context, iv *invoker, fn api.Function, tmpl proce
 		Hostname: spec.Name,
 		Limits:   cgroups.Limits{MemoryBytes: spec.Memory, CPUMillis: spec.CPU, Pids: spec.Pids},
 		Args:     tmpl.Args, Env: env, Cwd: tmpl.Cwd, UID: tmpl.UID, GID: tmpl.GID,
-		Hold:   spec.Mode == api.ModeExec,
+		Hold:   true,
 		Stdout: stdout,
 		Stderr: stderr,
 	})
@@ -103,14 +121,22 @@ func startInstance(ctx context.Context, iv *invoker, fn api.Function, tmpl proce
 		return nil, fmt.Errorf("function %q: start instance: %w", spec.Name, err)
 	}
 	inst.sb = sb
-	if spec.Mode == api.ModeHTTP {
-		if err := inst.waitReady(ctx); err != nil {
-			inst.destroy()
-			return nil, fmt.Errorf("function %q: %w", spec.Name, err)
-		}
-	}
-	iv.log.Debug("instance started", "function", spec.Name, "sandbox", sb.ID())
 	return inst, nil
+}
+
+// run makes a created instance ready: in http mode its init runs the
+// entrypoint and the instance is ready once port 8080 accepts.
+func (inst *instance) run(ctx context.Context) error {
+	if inst.fn.Spec.Mode != api.ModeHTTP {
+		return nil
+	}
+	if err := inst.sb.Run(); err != nil {
+		return fmt.Errorf("function %q: %w", inst.fn.Spec.Name, err)
+	}
+	if err := inst.waitReady(ctx); err != nil {
+		return fmt.Errorf("function %q: %w", inst.fn.Spec.Name, err)
+	}
+	return nil
 }
 
 func sandboxID(name string, version int64) string {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgefaas/edgefaas/api"
@@ -70,17 +71,40 @@ type invoker struct {
 
 	stopReaper context.CancelFunc
 	reaperDone chan struct{}
-	destroying sync.WaitGroup // instances being destroyed in the background
+	background sync.WaitGroup // instances being started, prewarmed or destroyed
+
+	prewarmMax    int           // prewarmed instances held agent-wide
+	prewarmWindow time.Duration // a function called within it keeps one
+	prewarmCount  atomic.Int64  // held or being created
 }
+
+// reservePrewarm takes a place in the prewarm budget.
+func (iv *invoker) reservePrewarm() bool {
+	if iv.prewarmCount.Add(1) > int64(iv.prewarmMax) {
+		iv.prewarmCount.Add(-1)
+		return false
+	}
+	return true
+}
+
+
 
 // reapInterval is how often idle instances are looked for: idle timeouts
 // are honoured to within this.
 const reapInterval = 500 * time.Millisecond
 
-func newInvoker(sm *sandbox.Manager, ls *logs.Store, startTimeout time.Duration, log *slog.Logger) *invoker {
+// invokerConfig is the part of the agent's Config the invoker uses.
+type invokerConfig struct {
+	startTimeout  time.Duration
+	prewarm       int
+	prewarmWindow time.Duration
+}
+
+func newInvoker(sm *sandbox.Manager, ls *logs.Store, cfg invokerConfig, log *slog.Logger) *invoker {
 	ctx, cancel := context.WithCancel(context.Background())
-	iv := &invoker{sandboxes: sm, logs: ls, startTimeout: startTimeout, log: log, now: time.Now,
-		fns: map[string]*function{}, stopReaper: cancel, reaperDone: make(chan struct{})}
+	iv := &invoker{sandboxes: sm, logs: ls, startTimeout: cfg.startTimeout, log: log, now: time.Now,
+		fns: map[string]*function{}, stopReaper: cancel, reaperDone: make(chan struct{}),
+		prewarmMax: max(cfg.prewarm, 0), prewarmWindow: cfg.prewarmWindow}
 	go iv.reaper(ctx)
 	return iv
 }
@@ -149,13 +173,16 @@ func (iv *invoker) install(nf *function) {
 	}
 }
 
-func (iv *invoker) remove(name string) {
+// remove retires the function and waits (up to ctx) until its calls in
+// flight have ended and its sandboxes are gone.
+func (iv *invoker) remove(ctx context.Context, name string) {
 	iv.mu.Lock()
 	old := iv.fns[name]
 	delete(iv.fns, name)
 	iv.mu.Unlock()
 	if old != nil {
 		old.retire(nil)
+		old.awaitGone(ctx)
 	}
 }
 
@@ -210,11 +237,16 @@ func (iv *invoker) stopAll(ctx context.Context) {
 		f.retire(nil)
 	}
 	for _, f := range fns {
-		select {
-		case <-f.drained:
-		case <-ctx.Done():
-			f.destroyAll()
-		}
+		f.awaitGone(ctx)
 	}
-	iv.destroying.Wait()
+	iv.background.Wait()
+}
+
+// goBackground runs fn on its own goroutine; stopAll waits for it.
+func (iv *invoker) goBackground(fn func()) {
+	iv.background.Add(1)
+	go func() {
+		defer iv.background.Done()
+		fn()
+	}()
 }

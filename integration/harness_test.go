@@ -101,18 +101,20 @@ type agentProc struct {
 	sock         string
 	gw           string // http://127.0.0.1:PORT
 	cgroupParent string
+	flags        []string // more edgefaasd flags
 	logs         *syncBuffer
 }
 
 var agentSeq int
 
-func startAgent(t testing.TB) *agentProc {
+func startAgent(t testing.TB, flags ...string) *agentProc {
 	t.Helper()
 	agentSeq++
 	a := &agentProc{
 		t:            t,
 		state:        t.TempDir(),
 		cgroupParent: fmt.Sprintf("edgefaas-it-%d-%d", os.Getpid(), agentSeq),
+		flags:        flags,
 	}
 	a.sock = filepath.Join(a.state, "api.sock")
 	a.start()
@@ -130,6 +132,7 @@ func (a *agentProc) start() {
 	a.logs = &syncBuffer{}
 	a.cmd = exec.Command(built.edgefaasd, "--state-dir", a.state, "--api-socket", a.sock,
 		"--listen", "127.0.0.1:0", "--cgroup-parent", a.cgroupParent)
+	a.cmd.Args = append(a.cmd.Args, a.flags...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	// No Pdeathsig here: it fires when the *thread* that forked the agent
 	// exits, and the benchmarks' dialIn retires locked threads, which killed

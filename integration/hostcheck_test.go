@@ -63,6 +63,20 @@ func (a *agentProc) sandboxPids(fn string) []int {
 	return pids
 }
 
+// programPids are sandboxPids without held inits (prewarmed sandboxes:
+// the agent binary parked as "init", the function's program not started).
+func (a *agentProc) programPids(fn string) []int {
+	var out []int
+	for _, pid := range a.sandboxPids(fn) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if args := strings.Split(string(b), "\x00"); len(args) > 1 && args[1] == "init" {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out
+}
+
 // hostMounts lists host mount points below the agent's state directory
 // (there should be none: sandbox mounts live in their own namespaces).
 func (a *agentProc) hostMounts() []string {

@@ -43,8 +43,12 @@ func TestScaleToZeroAndMinInstances(t *testing.T) {
 		t.Fatal("call to a pinned instance marked cold")
 	}
 	waitFor(t, 10*time.Second, "lazy to scale to zero", func() bool { return a.instances("lazy") == 0 })
-	if pids := a.sandboxPids("lazy"); len(pids) != 0 {
-		t.Fatalf("lazy scaled to zero but processes remain: %v", pids)
+	if pids := a.programPids("lazy"); len(pids) != 0 {
+		t.Fatalf("lazy scaled to zero but its program still runs: %v", pids)
+	}
+	// What may remain is one prewarmed sandbox (a parked init, no program).
+	if pids := a.sandboxPids("lazy"); len(pids) > 1 {
+		t.Fatalf("lazy scaled to zero but %d sandbox processes remain: %v", len(pids), pids)
 	}
 	if n := a.instances("pinned"); n != 1 {
 		t.Fatalf("pinned has %d instances after idling, want 1", n)
@@ -85,7 +89,7 @@ func TestBurstAgainstMaxAndQueue(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			n := len(a.sandboxPids("slow"))
+			n := len(a.programPids("slow"))
 			mu.Lock()
 			peakSeen = max(peakSeen, n)
 			mu.Unlock()
@@ -130,10 +134,10 @@ func TestBurstAgainstMaxAndQueue(t *testing.T) {
 		t.Fatalf("a call took %s, past its deadline", slowest)
 	}
 	if peakSeen > 4 {
-		t.Fatalf("saw %d sandbox processes, --max is 4", peakSeen)
+		t.Fatalf("saw %d function processes, --max is 4", peakSeen)
 	}
 	waitFor(t, 15*time.Second, "the burst's instances to stop", func() bool {
-		return a.instances("slow") == 0 && len(a.sandboxPids("slow")) == 0
+		return a.instances("slow") == 0 && len(a.programPids("slow")) == 0
 	})
 }
 
@@ -257,7 +261,7 @@ func TestUpdateUnderLoadFailsNothing(t *testing.T) {
 	if len(failures) > 0 {
 		t.Fatalf("%d failed calls during updates, first: %s", len(failures), failures[0])
 	}
-	waitFor(t, 10*time.Second, "old versions to drain", func() bool { return len(a.sandboxPids("svc")) == 1 })
+	waitFor(t, 10*time.Second, "old versions to drain", func() bool { return len(a.programPids("svc")) == 1 })
 }
 
 func TestGracefulStopFinishesCallsInFlight(t *testing.T) {
@@ -321,4 +325,34 @@ func (a *agentProc) metricsText() string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+func TestPrewarmedSandboxServesTheNextColdStart(t *testing.T) {
+	a := startAgent(t)
+	a.mustCLI("deploy", "pw", "--image", built.testfn, "--idle", "1s")
+	a.call(http.MethodPost, "/function/pw", "x").want(t, 200, "ok")
+	waitFor(t, 10*time.Second, "scale to zero", func() bool { return a.instances("pw") == 0 })
+	var held []int
+	waitFor(t, 10*time.Second, "one prewarmed sandbox", func() bool {
+		held = a.sandboxPids("pw")
+		return len(held) == 1 && len(a.programPids("pw")) == 0
+	})
+	ans := a.call(http.MethodPost, "/function/pw", "y").want(t, 200, "ok")
+	if ans.header.Get("X-Faas-Cold-Start") != "true" {
+		t.Fatal("a call with no instance running not marked cold")
+	}
+	// The parked init became the function: same pid, now the program.
+	if got := a.programPids("pw"); len(got) != 1 || got[0] != held[0] {
+		t.Fatalf("function runs as %v, the prewarmed init was %v", got, held)
+	}
+	// And it is replaced by a new prewarmed one.
+	waitFor(t, 10*time.Second, "a new prewarmed sandbox", func() bool { return len(a.sandboxPids("pw")) == 2 })
+
+	// With --prewarm -1 nothing is left once idle.
+	b := startAgent(t, "--prewarm", "-1")
+	b.mustCLI("deploy", "pw", "--image", built.testfn, "--idle", "1s")
+	b.call(http.MethodPost, "/function/pw", "x").want(t, 200, "ok")
+	waitFor(t, 10*time.Second, "scale to zero without prewarming", func() bool {
+		return b.instances("pw") == 0 && len(b.sandboxPids("pw")) == 0
+	})
 }
