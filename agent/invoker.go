@@ -87,8 +87,6 @@ func (iv *invoker) reservePrewarm() bool {
 	return true
 }
 
-
-
 // reapInterval is how often idle instances are looked for: idle timeouts
 // are honoured to within this.
 const reapInterval = 500 * time.Millisecond
