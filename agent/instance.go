@@ -24,6 +24,10 @@ import (
 // (the OpenFaaS watchdog's port, so its images work unchanged).
 const functionPort = 8080
 
+// readyPoll is how often a starting http-mode instance is checked for a
+// listening socket.
+const readyPoll = 100 * time.Microsecond
+
 // instance is one sandbox running one function version.
 type instance struct {
 	fn       api.Function
@@ -145,14 +149,18 @@ func sandboxID(name string, version int64) string {
 	return fmt.Sprintf("%s-v%d-%s", name, version, hex.EncodeToString(b))
 }
 
-// waitReady polls the function's port inside the sandbox until it accepts,
-// then keeps that first connection for the transport to use.
+// waitReady waits until the function listens on its port. It polls the
+// sandbox's socket table (cheap: no thread enters the namespace) every
+// readyPoll, so readiness is seen within that of the server binding; a dial
+// per poll would cost a thread each and back off, overshooting by
+// milliseconds.
 func (inst *instance) waitReady(ctx context.Context) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(functionPort))
-	for delay := 200 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
-		c, err := inst.sb.Dial(ctx, "tcp", addr)
-		if err == nil {
-			c.Close()
+	tick := time.NewTicker(readyPoll)
+	defer tick.Stop()
+	for {
+		up, err := inst.sb.Listening(functionPort)
+		if err == nil && up {
 			break
 		}
 		select {
@@ -160,7 +168,7 @@ func (inst *instance) waitReady(ctx context.Context) error {
 			return fmt.Errorf("exited before listening on port %d (see its logs)", functionPort)
 		case <-ctx.Done():
 			return fmt.Errorf("not listening on port %d after %s: %w", functionPort, "start timeout", ctx.Err())
-		case <-time.After(delay):
+		case <-tick.C:
 		}
 	}
 	inst.http = &http.Transport{

@@ -16,13 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefaas/edgefaas/sandbox"
 	"golang.org/x/sys/unix"
 )
 
-// BenchmarkColdStart times a cold invoke (no instance running) through the
-// gateway against `runc run` of the same root and program, interleaved in
-// one run, and prints p50, p90 and the ratio. Debian's runc CLI is only the
-// baseline here.
+// BenchmarkColdStart times a cold invoke (no instance running, none
+// prewarmed: a function never called before) through the gateway against
+// `runc run` of the same root and program, interleaved in one run, and
+// prints p50, p90 and the ratio. Debian's runc CLI is only the baseline.
 func BenchmarkColdStart(b *testing.B) {
 	if _, err := exec.LookPath("runc"); err != nil {
 		b.Skip("needs runc (apt-get install runc) for the baseline")
@@ -32,14 +33,18 @@ func BenchmarkColdStart(b *testing.B) {
 	a.mustCLI("deploy", "cold-exec", "--image", built.busybox, "--env", "SCRIPT=cat")
 	a.mustCLI("deploy", "cold-http", "--image", built.testfn)
 	cl := a.client()
-	redeploy := func(name string) {
+	// fresh deploys a copy of a function under a new name: it has no
+	// instance and no prewarmed sandbox.
+	fresh := func(name string, i int) string {
 		fn, err := cl.Function(b.Context(), name)
 		if err != nil {
 			b.Fatal(err)
 		}
+		fn.Spec.Name = fmt.Sprintf("%s-%d", name, i)
 		if _, err := cl.Deploy(b.Context(), fn.Spec); err != nil {
 			b.Fatal(err)
 		}
+		return fn.Spec.Name
 	}
 	execRoot, httpRoot := a.imageRoot(b, "run.sh"), a.imageRoot(b, "fn")
 	runcDir := b.TempDir()
@@ -48,27 +53,77 @@ func BenchmarkColdStart(b *testing.B) {
 
 	var ours, base [2][]time.Duration // [0] exec, [1] http
 	for i := range samples {
-		redeploy("cold-exec")
+		name := fresh("cold-exec", i)
 		start := time.Now()
-		a.call(http.MethodPost, "/function/cold-exec", "hi").want(b, 200, "ok")
+		a.call(http.MethodPost, "/function/"+name, "hi").want(b, 200, "ok")
 		ours[0] = append(ours[0], time.Since(start))
+		_ = cl.Remove(b.Context(), name)
 
 		base[0] = append(base[0], runcExec(b, runcDir, execBundle, fmt.Sprint("e", i)))
 
-		redeploy("cold-http")
+		name = fresh("cold-http", i)
 		start = time.Now()
-		a.call(http.MethodPost, "/function/cold-http/echo", "hi").want(b, 200, "ok")
+		a.call(http.MethodPost, "/function/"+name+"/echo", "hi").want(b, 200, "ok")
 		ours[1] = append(ours[1], time.Since(start))
+		_ = cl.Remove(b.Context(), name)
 
 		base[1] = append(base[1], runcHTTP(b, runcDir, httpBundle, fmt.Sprint("h", i)))
 	}
-	fmt.Printf("\ncold start, %d runs each, %s/%s, %d CPUs\n", samples, runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	fmt.Printf("\ncold start, no instance, %d runs each, %s/%s, %d CPUs\n", samples, runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	printRatios(b, ours, base, "")
+}
+
+// BenchmarkColdStartPrewarmed times a cold invoke that finds no instance
+// but a prewarmed sandbox (the function was called, then scaled to zero),
+// against `runc run` of the same root and program in the same run.
+func BenchmarkColdStartPrewarmed(b *testing.B) {
+	if _, err := exec.LookPath("runc"); err != nil {
+		b.Skip("needs runc (apt-get install runc) for the baseline")
+	}
+	const samples = 15
+	a := startAgent(b)
+	a.mustCLI("deploy", "pw-exec", "--image", built.busybox, "--env", "SCRIPT=cat", "--idle", "1s")
+	a.mustCLI("deploy", "pw-http", "--image", built.testfn, "--idle", "1s")
+	execRoot, httpRoot := a.imageRoot(b, "run.sh"), a.imageRoot(b, "fn")
+	runcDir := b.TempDir()
+	execBundle := runcBundle(b, runcDir, "exec", execRoot, []string{"/bin/sh", "/run.sh"}, "SCRIPT=cat")
+	httpBundle := runcBundle(b, runcDir, "http", httpRoot, []string{"/fn"}, "PORT=8080")
+	// prewarmed waits until fn has no instance and one parked sandbox.
+	prewarmed := func(fn string) {
+		waitFor(b, 30*time.Second, fn+" scaled to zero with a prewarmed sandbox", func() bool {
+			return a.instances(fn) == 0 && len(a.sandboxPids(fn)) == 1
+		})
+	}
+	a.call(http.MethodPost, "/function/pw-exec", "hi").want(b, 200, "ok")
+	a.call(http.MethodPost, "/function/pw-http/echo", "hi").want(b, 200, "ok")
+	var ours, base [2][]time.Duration
+	for i := range samples {
+		prewarmed("pw-exec")
+		start := time.Now()
+		ans := a.call(http.MethodPost, "/function/pw-exec", "hi").want(b, 200, "ok")
+		ours[0] = append(ours[0], time.Since(start))
+		if ans.header.Get("X-Faas-Cold-Start") != "true" {
+			b.Fatal("not a cold start")
+		}
+		base[0] = append(base[0], runcExec(b, runcDir, execBundle, fmt.Sprint("e", i)))
+
+		prewarmed("pw-http")
+		start = time.Now()
+		a.call(http.MethodPost, "/function/pw-http/echo", "hi").want(b, 200, "ok")
+		ours[1] = append(ours[1], time.Since(start))
+		base[1] = append(base[1], runcHTTP(b, runcDir, httpBundle, fmt.Sprint("h", i)))
+	}
+	fmt.Printf("\ncold start from a prewarmed sandbox, %d runs each\n", samples)
+	printRatios(b, ours, base, "prewarmed-")
+}
+
+func printRatios(b *testing.B, ours, base [2][]time.Duration, prefix string) {
 	fmt.Printf("%-34s %18s %18s %8s\n", "what (p50 / p90)", "edgefaas", "runc run", "ratio")
 	for i, name := range []string{"exec mode (busybox sh, cat)", "http mode (Go server, 1 request)"} {
 		o50, o90 := pct(ours[i], 50), pct(ours[i], 90)
 		r50, r90 := pct(base[i], 50), pct(base[i], 90)
 		fmt.Printf("%-34s %8s / %7s %8s / %7s %7.2fx\n", name, ms(o50), ms(o90), ms(r50), ms(r90), float64(o50)/float64(r50))
-		key := []string{"exec", "http"}[i]
+		key := prefix + []string{"exec", "http"}[i]
 		b.ReportMetric(float64(o50)/1e6, key+"-p50-ms")
 		b.ReportMetric(float64(r50)/1e6, key+"-runc-p50-ms")
 		b.ReportMetric(float64(o50)/float64(r50), key+"-ratio")
@@ -181,15 +236,19 @@ func runcHTTP(t testing.TB, dir, bundle, id string) time.Duration {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	var conn net.Conn
-	for delay := 200 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
-		if conn, err = dialIn(ns, "127.0.0.1:8080"); err == nil {
+	// Wait for the port as the agent does: poll the socket table, dial once.
+	for {
+		if up, err := sandbox.ListeningIn(st.Pid, 8080); err == nil && up {
 			break
 		}
 		if time.Since(start) > 10*time.Second {
-			t.Fatalf("runc server never listened: %v", err)
+			t.Fatal("runc server never listened")
 		}
-		time.Sleep(delay)
+		time.Sleep(100 * time.Microsecond)
+	}
+	conn, err := dialIn(ns, "127.0.0.1:8080")
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "POST /echo HTTP/1.1\r\nHost: f\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
