@@ -103,7 +103,9 @@ func TestTimeoutKillsAndLeavesNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := startAgent(t)
+			// No prewarming: after the timeout nothing of the function
+			// may remain, not even a parked sandbox for its next call.
+			a := startAgent(t, "--prewarm", "-1")
 			a.mustCLI(append([]string{"deploy", "stuck", "--timeout", "1s"}, tt.args...)...)
 			ans := a.call(http.MethodPost, "/function/stuck"+tt.path, "").want(t, 504, "timeout")
 			if !strings.Contains(ans.body, "timed out after 1s") {

@@ -63,8 +63,12 @@ func TestScaleToZeroAndMinInstances(t *testing.T) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	waitFor(t, 10*time.Second, "the pinned instance to be replaced", func() bool {
-		now := a.sandboxPids("pinned")
-		return len(now) > 0 && now[0] != before[0] && a.instances("pinned") == 1
+		for _, pid := range before {
+			if alive(pid) {
+				return false
+			}
+		}
+		return len(a.programPids("pinned")) == 1 && a.instances("pinned") == 1
 	})
 	a.call(http.MethodPost, "/function/pinned", "x").want(t, 200, "ok")
 }
