@@ -20,7 +20,7 @@ func cgroupV1(t *testing.T, controller string) {
 }
 
 func TestMemoryLimitKillsOnlyTheHog(t *testing.T) {
-	a := startAgent(t)
+	a := startAgent(t, "--prewarm", "-1") // one sandbox per function: no parked one beside it
 	a.mustCLI("deploy", "hog", "--image", built.testfn, "--memory", "48Mi")
 	a.mustCLI("deploy", "calm", "--image", built.testfn)
 	a.call(http.MethodPost, "/function/calm/echo", "before").want(t, 200, "ok")
@@ -34,7 +34,7 @@ func TestMemoryLimitKillsOnlyTheHog(t *testing.T) {
 }
 
 func TestExecModeMemoryLimit(t *testing.T) {
-	a := startAgent(t)
+	a := startAgent(t, "--prewarm", "-1") // one sandbox per function: no parked one beside it
 	// A shell variable that grows past 32 MiB.
 	a.mustCLI("deploy", "grow", "--image", built.busybox, "--memory", "32Mi", "--env",
 		`SCRIPT=x=aaaaaaaaaaaaaaaa; while :; do x="$x$x"; done`)
@@ -43,7 +43,7 @@ func TestExecModeMemoryLimit(t *testing.T) {
 
 func TestForkBombStopsAtPidsLimit(t *testing.T) {
 	cgroupV1(t, "pids")
-	a := startAgent(t)
+	a := startAgent(t, "--prewarm", "-1") // one sandbox per function: no parked one beside it
 	a.mustCLI("deploy", "forker", "--image", built.testfn, "--pids", "24", "--timeout", "30s")
 	ans := a.call(http.MethodGet, "/function/forker/fork", "").want(t, 200, "ok")
 	var started, failed int
@@ -67,7 +67,7 @@ func TestForkBombStopsAtPidsLimit(t *testing.T) {
 
 func TestBusyLoopCappedByCPULimit(t *testing.T) {
 	cgroupV1(t, "cpu")
-	a := startAgent(t)
+	a := startAgent(t, "--prewarm", "-1") // one sandbox per function: no parked one beside it
 	a.mustCLI("deploy", "spin", "--image", built.testfn, "--cpu", "100m", "--timeout", "20s")
 	a.call(http.MethodGet, "/function/spin/spin?for=1500ms", "").want(t, 200, "ok")
 	if got := a.cgroupFile(t, "spin", "cpu", "cpu.cfs_quota_us"); got != "10000" {
