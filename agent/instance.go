@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,7 @@ type instance struct {
 	fn       api.Function
 	tmpl     process
 	sb       *sandbox.Sandbox
-	http     *http.Transport // http mode only
+	conns    *conns // http mode only: kept-alive connections to its server
 	logs     *logs.Store
 	streams  []io.Closer // the init's stdout and stderr writers
 	isBroke  atomic.Bool
@@ -171,13 +172,11 @@ func (inst *instance) waitReady(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
-	inst.http = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	inst.conns = &conns{
+		dial: func(ctx context.Context) (net.Conn, error) {
 			return inst.sb.Dial(ctx, "tcp", addr)
 		},
-		MaxIdleConnsPerHost: max(inst.fn.Spec.Concurrency, 2),
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+		max: max(inst.fn.Spec.Concurrency, 2),
 	}
 	return nil
 }
@@ -197,8 +196,8 @@ func (inst *instance) broken() bool {
 
 func (inst *instance) destroy() {
 	inst.isBroke.Store(true)
-	if inst.http != nil {
-		inst.http.CloseIdleConnections()
+	if inst.conns != nil {
+		inst.conns.close()
 	}
 	_ = inst.sb.Destroy()
 	inst.closeStreams()
@@ -222,7 +221,9 @@ func (inst *instance) invoke(ctx context.Context, c call) result {
 // crash. The instance is marked broken either way and will be destroyed.
 func (inst *instance) failure(ctx context.Context, oomBefore uint64, cause error) result {
 	inst.isBroke.Store(true)
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	// The connection's deadline is the call's: its i/o timeout can come a
+	// hair before ctx's own timer fires.
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || (ctx.Err() == nil && errors.Is(cause, os.ErrDeadlineExceeded)) {
 		return errResult(http.StatusGatewayTimeout, statusTimeout, fmt.Sprintf("function %q timed out after %s and was killed",
 			inst.fn.Spec.Name, time.Duration(inst.fn.Spec.Timeout)))
 	}

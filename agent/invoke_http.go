@@ -3,8 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
-	"io"
-	"net/http"
+		"net/http"
 	"time"
 )
 
@@ -35,7 +34,7 @@ func (inst *instance) invokeHTTP(ctx context.Context, c call) result {
 
 func (inst *instance) roundTrip(ctx context.Context, c call) result {
 	spec := inst.fn.Spec
-	req, err := http.NewRequestWithContext(ctx, c.Method, "http://function"+c.Path, bytes.NewReader(c.Body))
+	req, err := http.NewRequest(c.Method, "http://function"+c.Path, bytes.NewReader(c.Body))
 	if err != nil {
 		return errResult(http.StatusBadRequest, statusError, err.Error())
 	}
@@ -49,13 +48,9 @@ func (inst *instance) roundTrip(ctx context.Context, c call) result {
 	req.Header.Set("X-Faas-Trigger", c.Trigger)
 	req.Header.Set("X-Call-Id", c.ID)
 	req.ContentLength = int64(len(c.Body))
-	resp, err := inst.http.RoundTrip(req)
-	if err != nil {
-		return inst.failure(ctx, 0, err)
-	}
-	defer resp.Body.Close()
 	body := &limitedBuffer{max: spec.MaxResponse}
-	if _, err := io.Copy(body, resp.Body); err != nil {
+	resp, err := inst.conns.roundTrip(ctx, req, body)
+	if err != nil {
 		return inst.failure(ctx, 0, err)
 	}
 	if body.overflow {
