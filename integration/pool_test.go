@@ -360,3 +360,17 @@ func TestPrewarmedSandboxServesTheNextColdStart(t *testing.T) {
 		return b.instances("pw") == 0 && len(b.sandboxPids("pw")) == 0
 	})
 }
+
+func TestRecycleAfterNCalls(t *testing.T) {
+	a := startAgent(t, "--prewarm", "-1")
+	a.mustCLI("deploy", "rec", "--image", built.testfn, "--recycle-after", "3", "--max", "1")
+	var ids []string // the instance (its start time) that served each call
+	for range 7 {
+		ids = append(ids, a.call(http.MethodGet, "/function/rec/id", "").want(t, 200, "ok").body)
+	}
+	for i, id := range ids {
+		if same := i%3 != 0; same != (i > 0 && id == ids[i-1]) {
+			t.Fatalf("instances per call %v: want a new one every 3 calls", ids)
+		}
+	}
+}

@@ -29,6 +29,10 @@ func main() {
 		fmt.Fprintf(w, "%s %s?%s ", r.Method, r.URL.Path, r.URL.RawQuery)
 		_, _ = io.Copy(w, r.Body)
 	})
+	started := time.Now().UnixNano() // tells instances apart
+	http.HandleFunc("/id", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, started)
+	})
 	http.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
 		d, _ := time.ParseDuration(r.URL.Query().Get("for"))
 		time.Sleep(d)
