@@ -3,7 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
-		"net/http"
+	"net/http"
 	"time"
 )
 
