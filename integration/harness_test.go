@@ -61,7 +61,11 @@ func buildAll(dir string) error {
 	built.dir, built.moduleRoot = dir, root
 	built.edgefaasd = filepath.Join(dir, "edgefaasd")
 	built.edgefaas = filepath.Join(dir, "edgefaas")
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/edgefaasd", "./cmd/edgefaas")
+	args := []string{"build", "-o", dir + "/"}
+	if os.Getenv("EDGEFAAS_IT_RACE") != "" { // agents built with the race detector
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/edgefaasd", "./cmd/edgefaas")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
@@ -174,6 +178,9 @@ func terminate(t testing.TB, cmd *exec.Cmd, logs *syncBuffer) {
 		_ = cmd.Process.Kill()
 		<-done
 		t.Errorf("agent did not stop within 15s after SIGTERM")
+	}
+	if strings.Contains(logs.String(), "WARNING: DATA RACE") {
+		t.Errorf("the agent (built with EDGEFAAS_IT_RACE) reported a data race")
 	}
 	if t.Failed() {
 		t.Logf("agent logs:\n%s", logs.String())
