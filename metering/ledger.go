@@ -52,7 +52,8 @@ const (
 // Ledger is the activation ledger. It is safe for concurrent use.
 //
 // Record hands its record to a single writer goroutine, which commits
-// everything pending in one transaction (group commit). A committed record
+// everything pending in one transaction (group commit); a Record that finds
+// nothing being written commits its own record at once instead. A committed record
 // is in the WAL and survives the agent being killed; a syncer goroutine
 // fsyncs the WAL at most SyncEvery after a commit, which bounds what a power
 // loss can take.
@@ -153,6 +154,9 @@ func (l *Ledger) Record(ctx context.Context, r Record) (int64, error) {
 	}
 	if err := r.validate(); err != nil {
 		return 0, err
+	}
+	if seq, ok, err := l.recordAlone(r); ok {
+		return seq, err
 	}
 	p := &pending{rec: r, done: make(chan result, 1)}
 	if err := l.enqueue(ctx, p); err != nil {

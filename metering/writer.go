@@ -56,8 +56,25 @@ func (l *Ledger) writer() {
 // sequence numbers stay without gaps. Records are validated before they
 // are queued, so one bad record does not sink its batch.
 func (l *Ledger) commit(batch []*pending) {
-	seqs := make([]int64, len(batch))
 	l.writeMu.Lock()
+	seqs, err := l.insertLocked(batch)
+	l.writeMu.Unlock()
+	if err != nil {
+		l.log.Error("committing activation records failed", "records", len(batch), "err", err)
+	}
+	for i, p := range batch {
+		if err != nil {
+			p.done <- result{err: fmt.Errorf("metering: record of call %q: %w", p.rec.CallID, err)}
+			continue
+		}
+		p.done <- result{seq: seqs[i]}
+	}
+}
+
+// insertLocked inserts batch in one transaction; writeMu is held. It
+// returns the records' seqs in order.
+func (l *Ledger) insertLocked(batch []*pending) ([]int64, error) {
+	seqs := make([]int64, len(batch))
 	// Not the callers' contexts: the batch is shared, and a record once
 	// queued is committed (see Record).
 	err := l.inTx(context.Background(), func() error {
@@ -73,23 +90,34 @@ func (l *Ledger) commit(batch []*pending) {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	l.dirty.Store(true)
+	select {
+	case l.written <- struct{}{}:
+	default:
+	}
+	return seqs, nil
+}
+
+// recordAlone commits r in the caller's goroutine when nothing else is
+// being written or waits to be: a lone call then pays no hand-off to the
+// writer goroutine and back (two wake-ups, a good part of a warm call's
+// metering cost). ok is false when the caller must queue instead.
+func (l *Ledger) recordAlone(r Record) (seq int64, ok bool, err error) {
+	l.mu.RLock() // Close waits for us
+	defer l.mu.RUnlock()
+	if l.closed || len(l.reqs) > 0 || !l.writeMu.TryLock() {
+		return 0, false, nil
+	}
+	seqs, err := l.insertLocked([]*pending{{rec: r}})
 	l.writeMu.Unlock()
-	if err == nil {
-		l.dirty.Store(true)
-		select {
-		case l.written <- struct{}{}:
-		default:
-		}
-	} else {
-		l.log.Error("committing activation records failed", "records", len(batch), "err", err)
+	if err != nil {
+		l.log.Error("committing an activation record failed", "err", err)
+		return 0, true, fmt.Errorf("metering: record of call %q: %w", r.CallID, err)
 	}
-	for i, p := range batch {
-		if err != nil {
-			p.done <- result{err: fmt.Errorf("metering: record of call %q: %w", p.rec.CallID, err)}
-			continue
-		}
-		p.done <- result{seq: seqs[i]}
-	}
+	return seqs[0], true, nil
 }
 
 // inTx runs fn in a transaction on the writer's own connection. The insert
