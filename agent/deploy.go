@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"regexp"
 
 	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/cgroups"
@@ -11,10 +10,8 @@ import (
 	"github.com/edgefaas/edgefaas/images"
 )
 
-var validName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
 func validate(spec api.FunctionSpec) error {
-	if !validName.MatchString(spec.Name) {
+	if !api.ValidName(spec.Name) {
 		return fmt.Errorf("function name %q: want lower-case letters, digits and '-', at most 63: %w", spec.Name, errdefs.ErrInvalid)
 	}
 	if spec.Mode != api.ModeHTTP && spec.Mode != api.ModeExec {

@@ -59,7 +59,7 @@ func FuzzDecodeSpec(f *testing.F) {
 			return
 		}
 		switch {
-		case !validName.MatchString(spec.Name) || len(spec.Name) > 63:
+		case !api.ValidName(spec.Name) || len(spec.Name) > 63:
 			t.Fatalf("accepted name %q", spec.Name)
 		case spec.Mode != api.ModeHTTP && spec.Mode != api.ModeExec:
 			t.Fatalf("accepted mode %q", spec.Mode)

@@ -49,7 +49,7 @@ func newMetrics(iv *invoker) *metrics {
 		}, []string{"function"}),
 	}
 	m.reg.MustRegister(m.invocations, m.duration, m.coldStarts, m.initTime, m.gbSeconds, m.cpuSeconds,
-		&invokerCollector{iv: iv},
+		newInvokerCollector(iv),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "edgefaas_agent"}),
 		collectors.NewGoCollector(),
 	)
@@ -77,24 +77,32 @@ func (m *metrics) observe(fn, trigger string, res result, d time.Duration, gbs f
 }
 
 // invokerCollector reports the invoker's live state at scrape time.
-type invokerCollector struct{ iv *invoker }
+type invokerCollector struct {
+	iv                *invoker
+	warm, queue, busy *prometheus.Desc
+}
 
-var (
-	warmDesc  = prometheus.NewDesc("edgefaas_warm_instances", "Running instances per function.", []string{"function"}, nil)
-	queueDesc = prometheus.NewDesc("edgefaas_queue_depth", "Calls waiting for a concurrency slot, per function.", []string{"function"}, nil)
-	busyDesc  = prometheus.NewDesc("edgefaas_invocations_in_flight", "Calls running in an instance now, per function.", []string{"function"}, nil)
-)
+// (Descriptors made here, not in package variables: package init runs in
+// every sandbox's init too.)
+func newInvokerCollector(iv *invoker) *invokerCollector {
+	label := []string{"function"}
+	return &invokerCollector{iv: iv,
+		warm:  prometheus.NewDesc("edgefaas_warm_instances", "Running instances per function.", label, nil),
+		queue: prometheus.NewDesc("edgefaas_queue_depth", "Calls waiting for a concurrency slot, per function.", label, nil),
+		busy:  prometheus.NewDesc("edgefaas_invocations_in_flight", "Calls running in an instance now, per function.", label, nil),
+	}
+}
 
 func (c *invokerCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- warmDesc
-	ch <- queueDesc
-	ch <- busyDesc
+	ch <- c.warm
+	ch <- c.queue
+	ch <- c.busy
 }
 
 func (c *invokerCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.iv.states() {
-		ch <- prometheus.MustNewConstMetric(warmDesc, prometheus.GaugeValue, float64(s.instances), s.name)
-		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(s.waiting), s.name)
-		ch <- prometheus.MustNewConstMetric(busyDesc, prometheus.GaugeValue, float64(s.inflight), s.name)
+		ch <- prometheus.MustNewConstMetric(c.warm, prometheus.GaugeValue, float64(s.instances), s.name)
+		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(s.waiting), s.name)
+		ch <- prometheus.MustNewConstMetric(c.busy, prometheus.GaugeValue, float64(s.inflight), s.name)
 	}
 }

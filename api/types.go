@@ -204,3 +204,21 @@ type LogLine struct {
 	Stream   string    `json:"stream"`
 	Text     string    `json:"text"`
 }
+
+// ValidName reports whether name is a valid function name: 1 to 63
+// lower-case letters, digits and '-', not starting or ending with '-' (a
+// DNS label, so also a plain path element: no '/', no "..", no dot files).
+// It is a loop, not a regexp: a package-level regexp is compiled in every
+// sandbox's init (the agent binary is the container init), for nothing.
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

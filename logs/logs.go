@@ -20,10 +20,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"time"
 
+	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/errdefs"
 )
 
@@ -164,12 +164,10 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// validName is the agent's rule for function names. It also keeps every
-// name a single plain path element: no '/', no "..", no dot files.
-var validName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
+// checkName applies the agent's rule for function names, which also keeps
+// every name a single plain path element.
 func checkName(name string) error {
-	if !validName.MatchString(name) {
+	if !api.ValidName(name) {
 		return fmt.Errorf("function name %q: want lower-case letters, digits and '-', at most 63: %w", name, errdefs.ErrInvalid)
 	}
 	return nil
