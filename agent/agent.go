@@ -106,7 +106,7 @@ type Agent struct {
 	async     *asyncQueue
 	ledger    *metering.Ledger
 	logs      *logs.Store
-	metrics   *metrics
+	metrics   *metricsSet
 	notify    Notifier
 	probe     *http.Client // the watchdog probe's: no proxy, a new connection each time
 
