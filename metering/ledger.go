@@ -89,6 +89,10 @@ type Ledger struct {
 	cancel     context.CancelFunc
 	writerDone chan struct{}
 	wg         sync.WaitGroup // the syncer and the roll-up loop
+
+	// testHookCommit, when set (by tests, before any record), is called by
+	// the writer with each batch's size before it takes writeMu.
+	testHookCommit func(n int)
 }
 
 // pending is a record waiting for its commit.

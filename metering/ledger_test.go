@@ -192,13 +192,25 @@ func TestRecordCancelled(t *testing.T) {
 		db, _ := openDB(t)
 		l := openLedger(t, db, Config{})
 		// Hold the writer: it takes the first record, then waits for
-		// writeMu, so the second one stays in the queue.
+		// writeMu, so the second one stays in the queue. The hook says
+		// when the writer has its batch (len(reqs) == 0 alone could be
+		// seen while it still gathers, and it would take the second).
+		batches := make(chan int, 4)
+		l.testHookCommit = func(n int) { batches <- n }
 		l.writeMu.Lock()
+		held := true
+		defer func() {
+			if held { // a failure below must not leave Close deadlocked
+				l.writeMu.Unlock()
+			}
+		}()
 		first := &pending{rec: record("first", base, 0), done: make(chan result, 1)}
 		if err := l.enqueue(t.Context(), first); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "taken by the writer", func() bool { return len(l.reqs) == 0 })
+		if n := <-batches; n != 1 {
+			t.Fatalf("first batch has %d records, want 1", n)
+		}
 		ctx, cancel := context.WithCancel(t.Context())
 		errc := make(chan error, 1)
 		go func() {
@@ -210,6 +222,7 @@ func TestRecordCancelled(t *testing.T) {
 		if err := <-errc; !errors.Is(err, context.Canceled) {
 			t.Errorf("Record = %v, want context.Canceled", err)
 		}
+		held = false
 		l.writeMu.Unlock()
 		if res := <-first.done; res.err != nil || res.seq != 1 {
 			t.Errorf("first record = %+v, want seq 1", res)

@@ -56,6 +56,9 @@ func (l *Ledger) writer() {
 // sequence numbers stay without gaps. Records are validated before they
 // are queued, so one bad record does not sink its batch.
 func (l *Ledger) commit(batch []*pending) {
+	if l.testHookCommit != nil {
+		l.testHookCommit(len(batch))
+	}
 	l.writeMu.Lock()
 	seqs, err := l.insertLocked(batch)
 	l.writeMu.Unlock()
