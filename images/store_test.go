@@ -259,7 +259,7 @@ func TestNotAnOCIArchive(t *testing.T) {
 		want error
 	}{
 		{"missing file", filepath.Join(dir, "nope.tar"), errdefs.ErrNotFound},
-		{"docker-archive", write("docker.tar", file("manifest.json", "[]", 0o644)), errdefs.ErrInvalid},
+		{"docker-archive of no image", write("docker.tar", file("manifest.json", "[]", 0o644)), errdefs.ErrInvalid},
 		{"no index", write("noindex.tar", file("oci-layout", `{"imageLayoutVersion":"1.0.0"}`, 0o644)), errdefs.ErrInvalid},
 		{"wrong layout version", write("v2.tar", file("oci-layout", `{"imageLayoutVersion":"2.0.0"}`, 0o644)), errdefs.ErrInvalid},
 		{"empty index", write("empty.tar", file("oci-layout", `{"imageLayoutVersion":"1.0.0"}`, 0o644),
