@@ -32,6 +32,9 @@ type Config struct {
 	StartTimeout time.Duration // how long an instance may take to become ready; 10s
 	Retention    time.Duration // raw activation records kept before hourly roll-up; 7 days
 	Logger       *slog.Logger  // slog.Default()
+	// Images bounds the image store: per-layer caps, a disk quota, and how
+	// pulls reach registries (images.Config documents the defaults).
+	Images images.Config
 
 	// APIListener and GatewayListener, when set, are served instead of
 	// listening on APISocket and Listen: sockets systemd passed (socket
@@ -82,7 +85,9 @@ type Agent struct {
 	logs      *logs.Store
 	metrics   *metrics
 	notify    Notifier
-	probe     *http.Client // the watchdog probe's: no proxy, a new connection each time
+	// imageMu orders image changes against collection (see images.go).
+	imageMu sync.RWMutex
+	probe   *http.Client // the watchdog probe's: no proxy, a new connection each time
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -122,7 +127,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	if a.db, err = store.Open(ctx, filepath.Join(cfg.StateDir, "edgefaas.db")); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if a.images, err = images.Open(filepath.Join(cfg.StateDir, "images"), images.Config{}); err != nil {
+	if a.images, err = images.Open(filepath.Join(cfg.StateDir, "images"), cfg.Images); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	a.sandboxes, err = sandbox.NewManager(sandbox.Config{
@@ -156,6 +161,9 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	if err := a.loadFunctions(ctx); err != nil {
 		return nil, err
 	}
+	// Whatever a crash left unreferenced (a pull's blobs, an import
+	// committed to the store but not recorded) goes now.
+	a.collectImages(ctx)
 	return a, nil
 }
 

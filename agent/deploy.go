@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 
@@ -33,13 +34,27 @@ func validate(spec api.FunctionSpec) error {
 	return nil
 }
 
-// deploy validates a spec, resolves its image to a digest and a root,
-// records the function and installs it in the invoker. A running older
-// version is stopped.
+// deploy validates a spec, resolves its image to a digest and a root
+// (pulling a registry reference the agent lacks), records the function and
+// installs it in the invoker. A running older version is stopped, and what
+// it alone used is collected.
 func (a *Agent) deploy(ctx context.Context, spec api.FunctionSpec) (api.Function, error) {
-	img, err := a.db.Image(ctx, spec.Image)
+	fn, err := a.deployLocked(ctx, spec)
 	if err != nil {
-		return api.Function{}, fmt.Errorf("image %q: import it first (edgefaas image import FILE): %w", spec.Image, err)
+		return api.Function{}, err
+	}
+	if fn.Version > 1 {
+		a.collectImages(ctx)
+	}
+	return fn, nil
+}
+
+func (a *Agent) deployLocked(ctx context.Context, spec api.FunctionSpec) (api.Function, error) {
+	a.imageMu.RLock()
+	defer a.imageMu.RUnlock()
+	img, err := a.imageFor(ctx, spec.Image)
+	if err != nil {
+		return api.Function{}, err
 	}
 	if spec.Mode == "" {
 		spec.Mode = img.Config.Labels[images.ModeLabel] // as built by edgefaas build
@@ -59,6 +74,20 @@ func (a *Agent) deploy(ctx context.Context, spec api.FunctionSpec) (api.Function
 	a.invoker.set(fn, tmpl)
 	a.log.Info("deployed", "function", spec.Name, "version", fn.Version, "image", img.Digest, "mode", spec.Mode)
 	return fn, nil
+}
+
+// imageFor finds the image ref names, pulling it when it is a registry
+// reference the agent does not have. The caller holds a.imageMu.
+func (a *Agent) imageFor(ctx context.Context, ref string) (api.Image, error) {
+	img, err := a.db.Image(ctx, ref)
+	if err == nil || !errors.Is(err, errdefs.ErrNotFound) {
+		return img, err
+	}
+	if !images.IsRemote(ref) {
+		return api.Image{}, fmt.Errorf("image %q: import it first (edgefaas image import FILE), "+
+			"or give a registry reference (host/repo:tag): %w", ref, err)
+	}
+	return a.pullLocked(ctx, ref, nil)
 }
 
 // resolve finds the image's root (unpacking it when missing) and how to
@@ -102,5 +131,6 @@ func (a *Agent) remove(ctx context.Context, name string) error {
 		a.log.Warn("removing function logs", "function", name, "err", err)
 	}
 	a.log.Info("removed", "function", name)
+	a.collectImages(ctx)
 	return nil
 }

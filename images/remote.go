@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/edgefaas/edgefaas/api"
@@ -165,4 +166,16 @@ func (s *Store) putBlob(desc ocispec.Descriptor, r io.Reader) error {
 		return err
 	}
 	return syncDir(s.blobDir().path())
+}
+
+// IsRemote reports whether ref names a registry: its first component is a
+// host (it has a dot or a port, or is localhost), as in
+// "registry.example.com/fn:1" or "localhost:5000/fn:1". Short names such
+// as "fn:1" are the agent's own, never a registry's.
+func IsRemote(ref string) bool {
+	first, rest, ok := strings.Cut(ref, "/")
+	if !ok || rest == "" {
+		return false
+	}
+	return strings.ContainsAny(first, ".:") || first == "localhost"
 }

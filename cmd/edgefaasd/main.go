@@ -103,6 +103,9 @@ func agentFlags(o *options, configFile *string) *flag.FlagSet {
 	fs.StringVar(&o.cfg.Listen, "listen", ":8080", "address of the HTTP gateway that invokes functions, unless systemd passes it")
 	fs.StringVar(&o.cfg.CgroupParent, "cgroup-parent", "edgefaas", "cgroup below which every sandbox gets its own")
 	fs.DurationVar(&o.cfg.Retention, "retention", 7*24*time.Hour, "how long raw activation records are kept before they are rolled up per function and hour")
+	fs.Var(sizeFlag{&o.cfg.Images.Quota}, "image-quota", "most the image store may hold, blobs plus unpacked roots, e.g. 4Gi; 0 for no quota")
+	fs.Var(sizeFlag{&o.cfg.Images.MaxLayerBytes}, "layer-max-bytes", "most one image layer may unpack to, e.g. 1Gi; 0 for the default, 2Gi")
+	fs.IntVar(&o.cfg.Images.MaxLayerEntries, "layer-max-entries", 0, "most files one image layer may hold; 0 for the default, 200000")
 	fs.BoolVar(&o.debug, "debug", false, "log at debug level")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	return fs
