@@ -85,7 +85,9 @@ func (a *Agent) importUpload(r *http.Request) (api.Image, error) {
 	defer a.imageMu.RUnlock()
 	img, err := a.images.Import(ctx, f.Name(), images.ImportOptions{Name: r.URL.Query().Get("name")})
 	if err != nil {
-		return api.Image{}, err
+		// The spool file's name means nothing to the client.
+		msg := strings.ReplaceAll(err.Error(), fmt.Sprintf("%q", f.Name()), "of the uploaded archive")
+		return api.Image{}, messageError{msg: msg, err: err}
 	}
 	return a.recordImage(ctx, img)
 }
@@ -283,3 +285,12 @@ func writeImageError(w http.ResponseWriter, err error) {
 	w.WriteHeader(imageStatus(err))
 	_, _ = w.Write(jsonError(err.Error(), ""))
 }
+
+// messageError keeps an error's class with another message.
+type messageError struct {
+	msg string
+	err error
+}
+
+func (e messageError) Error() string { return e.msg }
+func (e messageError) Unwrap() error { return e.err }

@@ -62,12 +62,7 @@ func (s *Store) resolveSource(ctx context.Context, path string, staged blobDir, 
 	if err != nil {
 		return nil, nil, err
 	}
-	var cands []candidate
-	if st.layout {
-		cands, err = indexCandidates(staged, st.index)
-	} else {
-		cands, err = st.dockerCandidates()
-	}
+	cands, err := st.candidates()
 	if err != nil {
 		return nil, nil, err
 	}

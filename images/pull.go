@@ -35,9 +35,18 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (api.Ima
 	if err != nil {
 		return api.Image{}, fmt.Errorf("image reference %q: %w: %v", ref, errdefs.ErrInvalid, err)
 	}
-	p := &puller{s: s, ref: r, opts: s.remote.options(ctx), progress: opts.Progress}
+	p := &puller{s: s, ref: r, opts: s.remote.options(ctx), progress: opts.Progress, unpin: func() {}}
 	img, err := p.pull(ctx)
+	defer p.unpin()
 	if err != nil {
+		return api.Image{}, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	work, err := os.MkdirTemp(s.tmpDir(), "pull-")
+	if err != nil {
+		return api.Image{}, err
+	}
+	defer os.RemoveAll(work)
+	if err := s.install(ctx, s.blobDir(), img, work); err != nil {
 		return api.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	var names []string
@@ -55,8 +64,12 @@ type puller struct {
 	progress func(done, total int64)
 	done     atomic.Int64
 	total    int64
+	unpin    func() // releases the blobs pinned until the image is committed
 }
 
+// pull fetches the manifest for the store's platform and the blobs the
+// store lacks, and loads the image; it does not unpack it. The blobs stay
+// pinned until p.unpin.
 func (p *puller) pull(ctx context.Context) (*image, error) {
 	mdesc, mbytes, err := p.manifest()
 	if err != nil {
@@ -72,8 +85,7 @@ func (p *puller) pull(ctx context.Context) (*image, error) {
 			return nil, err
 		}
 	}
-	unpin := p.s.pin(digestsOf(append(blobs, mdesc))...)
-	defer unpin()
+	p.unpin = p.s.pin(digestsOf(append(blobs, mdesc))...)
 	if err := p.s.putBlob(mdesc, bytes.NewReader(mbytes)); err != nil {
 		return nil, err
 	}
@@ -89,12 +101,7 @@ func (p *puller) pull(ctx context.Context) (*image, error) {
 			return nil, fmt.Errorf("%w: the image is for %s, this host is %s", errdefs.ErrInvalid, got, p.s.platform)
 		}
 	}
-	work, err := os.MkdirTemp(p.s.tmpDir(), "pull-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(work)
-	return img, p.s.install(ctx, p.s.blobDir(), img, work)
+	return img, nil
 }
 
 // manifest fetches the image manifest for this host: ref's own, or the

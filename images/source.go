@@ -84,6 +84,15 @@ func (st *staging) check() error {
 	return nil
 }
 
+// candidates lists the images the source holds: what an OCI layout's
+// index leads to, or the images of a docker-archive's manifest.json.
+func (st *staging) candidates() ([]candidate, error) {
+	if st.layout {
+		return indexCandidates(st.dir, st.index)
+	}
+	return st.dockerCandidates()
+}
+
 func (st *staging) add(e sourceEntry) error {
 	if st.n++; st.n > maxSourceEntries {
 		return fmt.Errorf("%w: over %d files", errdefs.ErrTooLarge, maxSourceEntries)

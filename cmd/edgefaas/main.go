@@ -86,6 +86,8 @@ func run(ctx context.Context, args []string, in io.Reader, out io.Writer) error 
 		return c.image(ctx, rest)
 	case "build":
 		return c.build(ctx, rest)
+	case "new":
+		return c.newFunction(ctx, rest)
 	case "status":
 		return c.status(ctx, rest)
 	case "version":
