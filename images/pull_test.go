@@ -159,6 +159,11 @@ func textLayer(t *testing.T, path, content string) v1.Layer {
 	return static.NewLayer(tarLayer(t, file(path, content, 0o644)), types.OCIUncompressedLayer)
 }
 
+// entriesLayer is an uncompressed layer of the given entries.
+func entriesLayer(t *testing.T, entries ...tarEntry) v1.Layer {
+	return static.NewLayer(tarLayer(t, entries...), types.OCIUncompressedLayer)
+}
+
 // randomLayer is an uncompressed layer of n random bytes in one file.
 func randomLayer(t *testing.T, path string, n int) v1.Layer {
 	b := make([]byte, n)
