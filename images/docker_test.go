@@ -20,13 +20,13 @@ import (
 // dockerArchive writes tars in the format of docker save (before docker
 // 25): manifest.json, <id>.json configs, <id>/layer.tar layers.
 type dockerArchive struct {
-	t        *testing.T
+	t        testing.TB
 	files    map[string][]byte
 	links    map[string]string
 	manifest []dockerImage
 }
 
-func newDockerArchive(t *testing.T) *dockerArchive {
+func newDockerArchive(t testing.TB) *dockerArchive {
 	return &dockerArchive{t: t, files: map[string][]byte{}, links: map[string]string{}}
 }
 

@@ -86,12 +86,12 @@ func gzipBytes(t testing.TB, b []byte) []byte {
 
 // testArchive builds an oci-archive: blobs plus an index.
 type testArchive struct {
-	t     *testing.T
+	t     testing.TB
 	blobs map[digest.Digest][]byte
 	index ocispec.Index
 }
 
-func newArchive(t *testing.T) *testArchive {
+func newArchive(t testing.TB) *testArchive {
 	return &testArchive{t: t, blobs: map[digest.Digest][]byte{},
 		index: ocispec.Index{Versioned: specsV2, MediaType: ocispec.MediaTypeImageIndex}}
 }

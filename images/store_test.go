@@ -72,7 +72,7 @@ func TestImportGetRemove(t *testing.T) {
 	assertEmptyStore(t, s)
 }
 
-func mustManifest(t *testing.T, a *testArchive, desc ocispec.Descriptor) *image {
+func mustManifest(t testing.TB, a *testArchive, desc ocispec.Descriptor) *image {
 	t.Helper()
 	img, err := loadImage(blobDir(writeBlobs(t, a)), desc)
 	if err != nil {
@@ -82,7 +82,7 @@ func mustManifest(t *testing.T, a *testArchive, desc ocispec.Descriptor) *image 
 }
 
 // writeBlobs lays the archive's blobs out as a blobDir.
-func writeBlobs(t *testing.T, a *testArchive) string {
+func writeBlobs(t testing.TB, a *testArchive) string {
 	t.Helper()
 	dir := t.TempDir()
 	for d, b := range a.blobs {
