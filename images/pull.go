@@ -89,7 +89,8 @@ func (p *puller) pull(ctx context.Context) (*image, error) {
 	if err := p.s.putBlob(mdesc, bytes.NewReader(mbytes)); err != nil {
 		return nil, err
 	}
-	if err := p.fetchMissing(ctx, blobs); err != nil {
+	// The config first: it says the platform, before any layer is fetched.
+	if err := p.fetchMissing(ctx, blobs[:1]); err != nil {
 		return nil, err
 	}
 	img, err := loadImage(p.s.blobDir(), mdesc)
@@ -101,7 +102,7 @@ func (p *puller) pull(ctx context.Context) (*image, error) {
 			return nil, fmt.Errorf("%w: the image is for %s, this host is %s", errdefs.ErrInvalid, got, p.s.platform)
 		}
 	}
-	return img, nil
+	return img, p.fetchMissing(ctx, blobs[1:])
 }
 
 // manifest fetches the image manifest for this host: ref's own, or the
@@ -152,18 +153,21 @@ func ociDescriptor(d *remote.Descriptor) ocispec.Descriptor {
 	}
 }
 
-// fetchMissing fetches, one after the other, the blobs the store lacks.
+// fetchMissing fetches, one after the other, the blobs the store lacks,
+// once it knows they fit in its quota.
 func (p *puller) fetchMissing(ctx context.Context, blobs []ocispec.Descriptor) error {
 	var missing []ocispec.Descriptor
+	var need int64
 	for _, b := range blobs {
 		if !p.s.hasBlob(b) {
 			missing = append(missing, b)
-			p.total += b.Size
+			need += b.Size
 		}
 	}
-	if err := p.s.checkQuota(p.total); err != nil {
+	if err := p.s.checkQuota(need); err != nil {
 		return err
 	}
+	p.total += need
 	for _, b := range missing {
 		if err := p.fetchBlob(ctx, b); err != nil {
 			return err

@@ -211,6 +211,17 @@ func TestPullPicksPlatform(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "linux/s390x, linux/riscv64") {
 		t.Fatalf("pull of a foreign index: got %v, want ErrInvalid listing linux/s390x, linux/riscv64", err)
 	}
+	// A lone manifest for another platform: refused by its config, before
+	// any layer is fetched.
+	layer := randomLayer(t, "big", 64<<10)
+	reg.push("lone:1", reg.image("linux/s390x", layer))
+	_, err = s.Pull(context.Background(), reg.host+"/lone:1", PullOptions{})
+	if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "linux/s390x") {
+		t.Fatalf("pull of a foreign image: got %v, want ErrInvalid naming linux/s390x", err)
+	}
+	if n := reg.blobGets(layerDigest(t, layer)); n != 0 {
+		t.Errorf("the foreign image's layer was fetched %d times, want 0", n)
+	}
 }
 
 // TestPullErrors checks that each way a pull fails has its own class.
