@@ -138,11 +138,9 @@ func (c *Client) Remove(ctx context.Context, name string) error {
 	return c.doJSON(ctx, http.MethodDelete, "/v1/functions/"+url.PathEscape(name), nil, nil)
 }
 
-// ImportImage uploads an image archive (oci-archive tar).
+// ImportImage uploads an image archive (oci-archive or docker-archive).
 func (c *Client) ImportImage(ctx context.Context, archive io.Reader) (Image, error) {
-	var img Image
-	err := c.do(ctx, http.MethodPost, "/v1/images", archive, "application/x-tar", &img)
-	return img, err
+	return c.ImportImageWith(ctx, archive, ImportOptions{})
 }
 
 // Images lists imported images.

@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/edgefaas/edgefaas/api"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// pushTestImage pushes a one-layer image for this host to a registry
+// running in the test (go-containerregistry's real registry handler) and
+// returns its reference.
+func pushTestImage(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/fn:1"
+	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(bytes.Repeat([]byte{0}, 1024), types.OCIUncompressedLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// TestPullRoute pulls through the admin API with a progress stream, lists
+// the image, prunes it, and checks the error answers of a pull.
+func TestPullRoute(t *testing.T) {
+	a := newTestAgent(t)
+	if runtime.GOARCH == "arm" {
+		t.Skip("the test image carries no ARM variant")
+	}
+	h := a.adminHandler()
+	ref := pushTestImage(t)
+	body, _ := json.Marshal(api.PullRequest{Ref: ref, Progress: true})
+	req := httptest.NewRequest(http.MethodPost, "/v1/images", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("pull with progress: %d %s %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	var last api.PullEvent
+	var progress int
+	for sc := bufio.NewScanner(rec.Body); sc.Scan(); {
+		if err := json.Unmarshal(sc.Bytes(), &last); err != nil {
+			t.Fatalf("stream line %q: %v", sc.Text(), err)
+		}
+		if last.Total > 0 {
+			progress++
+		}
+	}
+	if last.Image == nil || last.Image.Names[0] != ref || progress == 0 {
+		t.Fatalf("stream ended with %+v after %d progress lines; want the image and progress", last, progress)
+	}
+	var imgs []api.Image
+	if rec := serve(t, h, http.MethodGet, "/v1/images", nil); json.Unmarshal(rec.Body.Bytes(), &imgs) != nil || len(imgs) != 1 {
+		t.Fatalf("list: %s", rec.Body)
+	}
+	rec = serve(t, h, http.MethodPost, "/v1/images/prune?all=1", nil)
+	var pr api.PruneResult
+	if err := json.Unmarshal(rec.Body.Bytes(), &pr); err != nil || len(pr.Images) != 1 || pr.Blobs != 3 {
+		t.Fatalf("prune: %d %s, want one image and its 3 blobs", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct {
+		body string
+		code int
+	}{
+		{`{"ref":""}`, http.StatusBadRequest},
+		{`{"ref":"` + strings.Replace(ref, "fn:1", "none:1", 1) + `"}`, http.StatusNotFound},
+		{`{"ref":"127.0.0.1:1/x:1"}`, http.StatusServiceUnavailable},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/v1/images", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.code {
+			t.Errorf("pull %s: got %d %s, want %d", tc.body, rec.Code, rec.Body, tc.code)
+		}
+	}
+}
