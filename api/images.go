@@ -87,23 +87,12 @@ func (c *Client) stream(ctx context.Context, in PullRequest, fn func(PullEvent) 
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/images", bytes.NewReader(b))
+	// No response timeout: a pull over a slow uplink takes what it takes.
+	resp, err := c.openStream(ctx, http.MethodPost, "/v1/images", bytes.NewReader(b), "application/json")
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	// No response timeout: a pull over a slow uplink takes what it takes.
-	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the agent: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return statusError(resp)
-	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var ev PullEvent

@@ -251,6 +251,22 @@ func parsePlatform(s string) (v1.Platform, error) {
 // tarDir makes a gzip layer of dir; it returns the compressed bytes and the
 // digest of the uncompressed tar (the diff id).
 func tarDir(dir string) ([]byte, digest.Digest, error) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	diff := sha256.New()
+	if err := WriteTree(io.MultiWriter(zw, diff), dir); err != nil {
+		return nil, "", err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, "", err
+	}
+	return gz.Bytes(), digest.NewDigestFromBytes(digest.SHA256, diff.Sum(nil)), nil
+}
+
+// WriteTree writes the tree below dir as a reproducible tar: entries
+// sorted, times zeroed, owners root. The CLI sends an OCI layout directory
+// to the agent this way.
+func WriteTree(w io.Writer, dir string) error {
 	var paths []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -262,25 +278,16 @@ func tarDir(dir string) ([]byte, digest.Digest, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, "", err
+		return err
 	}
 	sort.Strings(paths)
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	diff := sha256.New()
-	tw := tar.NewWriter(io.MultiWriter(zw, diff))
+	tw := tar.NewWriter(w)
 	for _, p := range paths {
 		if err := addEntry(tw, dir, p); err != nil {
-			return nil, "", err
+			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return nil, "", err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, "", err
-	}
-	return gz.Bytes(), digest.NewDigestFromBytes(digest.SHA256, diff.Sum(nil)), nil
+	return tw.Close()
 }
 
 func addEntry(tw *tar.Writer, dir, p string) error {

@@ -24,7 +24,7 @@ func (b *budget) take(n int64) error {
 	}
 	if b.left -= n; b.left < 0 {
 		return fmt.Errorf("%w: unpacking the image would pass the image store quota of %s",
-			errdefs.ErrTooLarge, humanBytes(b.quota))
+			errdefs.ErrTooLarge, FormatBytes(b.quota))
 	}
 	return nil
 }
@@ -135,10 +135,11 @@ func (s *Store) checkQuota(need int64) error {
 func quotaError(need, used, quota int64) error {
 	return fmt.Errorf("%w: the image needs %s more, the image store holds %s of its %s quota: "+
 		"remove unused images (edgefaas image prune) or raise --image-quota",
-		errdefs.ErrTooLarge, humanBytes(need), humanBytes(used), humanBytes(quota))
+		errdefs.ErrTooLarge, FormatBytes(need), FormatBytes(used), FormatBytes(quota))
 }
 
-func humanBytes(n int64) string {
+// FormatBytes writes a byte count for people: "1.5 MiB".
+func FormatBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))

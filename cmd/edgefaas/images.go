@@ -1,19 +1,17 @@
 package main
 
 import (
-	"archive/tar"
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/edgefaas/edgefaas/api"
+	"github.com/edgefaas/edgefaas/images"
 )
 
 func (c *cli) image(ctx context.Context, args []string) error {
@@ -36,7 +34,7 @@ func (c *cli) image(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.out, "pulled %s %s (%s, %s)\n", img.Digest, strings.Join(img.Names, ","), img.Platform, humanBytes(img.Size))
+		fmt.Fprintf(c.out, "pulled %s %s (%s, %s)\n", img.Digest, strings.Join(img.Names, ","), img.Platform, images.FormatBytes(img.Size))
 		return nil
 	case "ls", "list":
 		return c.imageList(ctx, cl, args[1:])
@@ -67,7 +65,7 @@ func (c *cli) imageImport(ctx context.Context, cl *api.Client, args []string) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "imported %s %s (%s, %s)\n", img.Digest, strings.Join(img.Names, ","), img.Platform, humanBytes(img.Size))
+	fmt.Fprintf(c.out, "imported %s %s (%s, %s)\n", img.Digest, strings.Join(img.Names, ","), img.Platform, images.FormatBytes(img.Size))
 	return nil
 }
 
@@ -84,7 +82,7 @@ func (c *cli) imagePrune(ctx context.Context, cl *api.Client, args []string) err
 	for _, d := range res.Images {
 		fmt.Fprintf(c.out, "removed %s\n", d)
 	}
-	fmt.Fprintf(c.out, "freed %s (%d images, %d unpacked roots, %d blobs)\n", humanBytes(res.Bytes), len(res.Images), res.Roots, res.Blobs)
+	fmt.Fprintf(c.out, "freed %s (%d images, %d unpacked roots, %d blobs)\n", images.FormatBytes(res.Bytes), len(res.Images), res.Roots, res.Blobs)
 	return nil
 }
 
@@ -113,7 +111,7 @@ func (c *cli) importFile(ctx context.Context, cl *api.Client, path string, opts 
 	var r io.Reader
 	if st.IsDir() {
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarDir(pw, path)) }()
+		go func() { pw.CloseWithError(images.WriteTree(pw, path)) }()
 		defer pr.Close()
 		r = pr
 	} else {
@@ -157,21 +155,9 @@ func (c *cli) imageList(ctx context.Context, cl *api.Client, args []string) erro
 			used = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", shortDigest(img.Digest), strings.Join(img.Names, ","),
-			img.Platform, humanBytes(img.Size), img.CreatedAt.Local().Format(time.DateTime), used)
+			img.Platform, images.FormatBytes(img.Size), img.CreatedAt.Local().Format(time.DateTime), used)
 	}
 	return tw.Flush()
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func isTerminal(f *os.File) bool {
@@ -197,9 +183,9 @@ func (p *progress) show(name string) (stop func()) {
 	quit := make(chan struct{})
 	finished := make(chan struct{})
 	draw := func() {
-		line := humanBytes(p.done.Load())
+		line := images.FormatBytes(p.done.Load())
 		if t := p.totalN.Load(); t > 0 {
-			line += " / " + humanBytes(t)
+			line += " / " + images.FormatBytes(t)
 		}
 		fmt.Fprintf(os.Stderr, "\r%s: %s\033[K", name, line)
 	}
@@ -219,37 +205,4 @@ func (p *progress) show(name string) (stop func()) {
 		}
 	}()
 	return func() { close(quit); <-finished }
-}
-
-// tarDir writes the files below dir (an OCI image layout) as a tar.
-func tarDir(w io.Writer, dir string) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: filepath.ToSlash(rel), Mode: 0o644, Size: fi.Size()}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }
