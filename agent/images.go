@@ -83,11 +83,16 @@ func (a *Agent) importUpload(r *http.Request) (api.Image, error) {
 	ctx := r.Context()
 	a.imageMu.RLock()
 	defer a.imageMu.RUnlock()
-	img, err := a.images.Import(ctx, f.Name(), images.ImportOptions{Name: r.URL.Query().Get("name")})
+	q := r.URL.Query()
+	// The spool file's name means nothing to the client: errors and bare
+	// tags use the client's file name.
+	source := filepath.Base(q.Get("file"))
+	if q.Get("file") == "" {
+		source = "uploaded-archive.tar"
+	}
+	img, err := a.images.Import(ctx, f.Name(), images.ImportOptions{Name: q.Get("name"), SourceName: source})
 	if err != nil {
-		// The spool file's name means nothing to the client.
-		msg := strings.ReplaceAll(err.Error(), fmt.Sprintf("%q", f.Name()), "of the uploaded archive")
-		return api.Image{}, messageError{msg: msg, err: err}
+		return api.Image{}, err
 	}
 	return a.recordImage(ctx, img)
 }
@@ -285,12 +290,3 @@ func writeImageError(w http.ResponseWriter, err error) {
 	w.WriteHeader(imageStatus(err))
 	_, _ = w.Write(jsonError(err.Error(), ""))
 }
-
-// messageError keeps an error's class with another message.
-type messageError struct {
-	msg string
-	err error
-}
-
-func (e messageError) Error() string { return e.msg }
-func (e messageError) Unwrap() error { return e.err }

@@ -42,15 +42,26 @@ type ImportOptions struct {
 	// Name picks one image by NAME:TAG when the archive holds several for
 	// the agent's platform.
 	Name string
+	// FileName is the archive's file name: bare tags in the archive (what
+	// umoci writes) are qualified with it, "hello.tar" and "1.0" making
+	// "hello:1.0".
+	FileName string
 }
 
 // ImportImageWith uploads an image archive (oci-archive or docker-archive
 // tar, gzipped or not, or a tar of an OCI layout directory).
 func (c *Client) ImportImageWith(ctx context.Context, archive io.Reader, opts ImportOptions) (Image, error) {
 	var img Image
-	path := "/v1/images"
+	q := url.Values{}
 	if opts.Name != "" {
-		path += "?name=" + url.QueryEscape(opts.Name)
+		q.Set("name", opts.Name)
+	}
+	if opts.FileName != "" {
+		q.Set("file", opts.FileName)
+	}
+	path := "/v1/images"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	err := c.do(ctx, http.MethodPost, path, archive, "application/x-tar", &img)
 	return img, err

@@ -24,6 +24,11 @@ type ImportOptions struct {
 	// Name picks one image, by a NAME:TAG it carries, when the source holds
 	// several for this platform (a docker-archive of several images).
 	Name string
+	// SourceName is the file name that bare tags in the source are
+	// qualified with ("hello.tar" with tag "1.0" is "hello:1.0"); the
+	// path's base when empty. The agent spools uploads to files of its own
+	// and passes the client's file name here.
+	SourceName string
 }
 
 // ImportArchive imports the image for this host from path, as Import does
@@ -46,14 +51,17 @@ func (s *Store) Import(ctx context.Context, path string, opts ImportOptions) (ap
 	}
 	defer os.RemoveAll(work)
 	staged := blobDir(filepath.Join(work, "blobs"))
+	if opts.SourceName == "" {
+		opts.SourceName = path
+	}
 	img, refs, err := s.resolveSource(ctx, path, staged, opts)
 	if err != nil {
-		return api.Image{}, fmt.Errorf("import %q: %w", path, err)
+		return api.Image{}, fmt.Errorf("import %q: %w", opts.SourceName, err)
 	}
 	if err := s.install(ctx, staged, img, work); err != nil {
-		return api.Image{}, fmt.Errorf("import %q: %w", path, err)
+		return api.Image{}, fmt.Errorf("import %q: %w", opts.SourceName, err)
 	}
-	return img.describe(imageNames(refs, path), s.now()), nil
+	return img.describe(imageNames(refs, opts.SourceName), s.now()), nil
 }
 
 // resolveSource stages the source and picks its image for this host.
@@ -66,7 +74,7 @@ func (s *Store) resolveSource(ctx context.Context, path string, staged blobDir, 
 	if err != nil {
 		return nil, nil, err
 	}
-	return choose(staged, cands, s.platform, opts.Name, path)
+	return choose(staged, cands, s.platform, opts.Name, opts.SourceName)
 }
 
 // install checks the quota, unpacks the image's root unless the store has

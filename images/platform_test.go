@@ -128,6 +128,8 @@ func TestImageNames(t *testing.T) {
 		{"odd file name is cleaned", []string{"latest"}, "/x/My Image (2).tar.gz", []string{"my-image-2:latest"}},
 		{"duplicates collapse", []string{"a:1", "a:1"}, "/x/f.tar", []string{"a:1"}},
 		{"no refs", nil, "/x/f.tar", nil},
+		{"bare tag beside a full reference", []string{"docker.io/library/busybox:latest", "latest"}, "/x/f.tar",
+			[]string{"docker.io/library/busybox:latest"}},
 		{"unusable file name", []string{"v1"}, "/x/....tar", []string{"image:v1"}},
 	}
 	for _, tt := range tests {

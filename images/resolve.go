@@ -180,10 +180,17 @@ func pick(cands []candidate, want platform, where string) (candidate, error) {
 // taken from the archive's file name, so "hello.tar" with tag "1.0" is
 // "hello:1.0". A full reference ("docker.io/x/y:1.0", what skopeo writes
 // for oci-archive:f.tar:name:tag) is kept as is.
+//
+// A bare tag that a full reference beside it ends with is dropped: docker
+// save (25 and later) writes both for one image,
+// "docker.io/library/busybox:latest" and "latest".
 func imageNames(refs []string, archivePath string) []string {
 	var out []string
 	for _, r := range refs {
 		if !strings.ContainsAny(r, ":/@") {
+			if slices.ContainsFunc(refs, func(f string) bool { return strings.HasSuffix(f, ":"+r) }) {
+				continue
+			}
 			r = nameFromFile(archivePath) + ":" + r
 		}
 		if !slices.Contains(out, r) {

@@ -29,7 +29,7 @@ func TestImportGetRemove(t *testing.T) {
 	}
 	l := a.layer(file("bin/fn", "#!/bin/sh\n", 0o755))
 	desc := a.manifest(nil, cfg, l)
-	a.add(desc, "1.0")
+	a.add(desc, "stable")
 	a.add(desc, "example.com/fn:1.0")
 	path := a.write()
 
@@ -42,7 +42,7 @@ func TestImportGetRemove(t *testing.T) {
 		t.Errorf("image: got digest %s size %d created %v; want %s %d %v",
 			img.Digest, img.Size, img.CreatedAt, desc.Digest, wantSize, now)
 	}
-	if want := []string{"test:1.0", "example.com/fn:1.0"}; !slices.Equal(img.Names, want) {
+	if want := []string{"test:stable", "example.com/fn:1.0"}; !slices.Equal(img.Names, want) {
 		t.Errorf("names: got %q, want %q", img.Names, want)
 	}
 	if want := hostPlatform().String(); img.Platform != want {

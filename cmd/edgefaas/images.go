@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -131,6 +132,7 @@ func (c *cli) importFile(ctx context.Context, cl *api.Client, path string, opts 
 		defer stop()
 		r = p
 	}
+	opts.FileName = filepath.Base(path)
 	return cl.ImportImageWith(ctx, r, opts)
 }
 
