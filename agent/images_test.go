@@ -8,11 +8,14 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/edgefaas/edgefaas/api"
+	"github.com/edgefaas/edgefaas/images"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -107,5 +110,33 @@ func TestPullRoute(t *testing.T) {
 		if rec.Code != tc.code {
 			t.Errorf("pull %s: got %d %s, want %d", tc.body, rec.Code, rec.Body, tc.code)
 		}
+	}
+}
+
+// TestImportNamesFromClientFile uploads an archive whose only name is a
+// bare tag (as umoci writes): the name is made from the client's file
+// name, never from the agent's spool file.
+func TestImportNamesFromClientFile(t *testing.T) {
+	a := newTestAgent(t)
+	if runtime.GOARCH == "arm" {
+		t.Skip("the test image carries no ARM variant")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "fn"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var archive bytes.Buffer
+	_, err := images.Build(t.Context(), &archive, images.BuildOptions{Name: "1.0", Platforms: []string{"linux/" + runtime.GOARCH},
+		Files: func(string) (string, error) { return dir, nil }, Config: api.ImageConfig{Entrypoint: []string{"/fn"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := serve(t, a.adminHandler(), http.MethodPost, "/v1/images?file=hello.tar", &archive)
+	var img api.Image
+	if err := json.Unmarshal(rec.Body.Bytes(), &img); err != nil || rec.Code != http.StatusCreated {
+		t.Fatalf("import: %d %s", rec.Code, rec.Body)
+	}
+	if len(img.Names) != 1 || img.Names[0] != "hello:1.0" {
+		t.Errorf("names: got %q, want [hello:1.0]", img.Names)
 	}
 }
