@@ -101,7 +101,7 @@ func remoteError(ref name.Reference, err error) error {
 				errdefs.ErrPermission, host, ref.Context().RepositoryStr(), te.StatusCode)
 		case te.StatusCode == http.StatusNotFound ||
 			hasCode(te, transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode, transport.BlobUnknownErrorCode):
-			return fmt.Errorf("%w: registry %s has no %s", errdefs.ErrNotFound, host, ref)
+			return fmt.Errorf("%w: registry %s has no %s", errdefs.ErrNotFound, host, repoAndTag(ref))
 		}
 		return fmt.Errorf("%w: registry %s answered: %v", errdefs.ErrUnavailable, host, err)
 	}
@@ -178,4 +178,13 @@ func IsRemote(ref string) bool {
 		return false
 	}
 	return strings.ContainsAny(first, ".:") || first == "localhost"
+}
+
+// repoAndTag is ref without its registry: "demo/hello:1".
+func repoAndTag(ref name.Reference) string {
+	sep := ":"
+	if _, ok := ref.(name.Digest); ok {
+		sep = "@"
+	}
+	return ref.Context().RepositoryStr() + sep + ref.Identifier()
 }

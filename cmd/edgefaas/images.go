@@ -83,7 +83,8 @@ func (c *cli) imagePrune(ctx context.Context, cl *api.Client, args []string) err
 	for _, d := range res.Images {
 		fmt.Fprintf(c.out, "removed %s\n", d)
 	}
-	fmt.Fprintf(c.out, "freed %s (%d images, %d unpacked roots, %d blobs)\n", images.FormatBytes(res.Bytes), len(res.Images), res.Roots, res.Blobs)
+	fmt.Fprintf(c.out, "freed %s (%s, %s, %s)\n", images.FormatBytes(res.Bytes),
+		count(len(res.Images), "image"), count(res.Roots, "unpacked root"), count(res.Blobs, "blob"))
 	return nil
 }
 
@@ -207,4 +208,12 @@ func (p *progress) show(name string) (stop func()) {
 		}
 	}()
 	return func() { close(quit); <-finished }
+}
+
+// count writes "1 image", "2 images".
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
