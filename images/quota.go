@@ -110,11 +110,12 @@ func (s *Store) reserve(img *image, src blobDir) (*budget, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An image whose blobs the store holds (a reimport) needs nothing new.
 	need := s.missingBytes(img.blobs())
-	if used+need > s.quota {
+	if need > 0 && used+need > s.quota {
 		return nil, quotaError(need, used, s.quota)
 	}
-	return &budget{left: s.quota - used - need, quota: s.quota}, nil
+	return &budget{left: max(0, s.quota-used-need), quota: s.quota}, nil
 }
 
 // checkQuota refuses need more bytes of blobs when they would not fit.
@@ -126,7 +127,7 @@ func (s *Store) checkQuota(need int64) error {
 	if err != nil {
 		return err
 	}
-	if used+need > s.quota {
+	if need > 0 && used+need > s.quota {
 		return quotaError(need, used, s.quota)
 	}
 	return nil
