@@ -140,3 +140,34 @@ func TestImportNamesFromClientFile(t *testing.T) {
 		t.Errorf("names: got %q, want [hello:1.0]", img.Names)
 	}
 }
+
+// TestStartCollectsLeftovers starts an agent on a state where a crash left
+// a blob no image uses (a pull cut off) and work in the store's tmp: both
+// are gone once the agent has started.
+func TestStartCollectsLeftovers(t *testing.T) {
+	first := newTestAgent(t)
+	cfg := first.cfg
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	orphan := filepath.Join(cfg.StateDir, "images", "blobs", "sha256", strings.Repeat("ab", 32))
+	half := filepath.Join(cfg.StateDir, "images", "tmp", "import-1", "rootfs", "half")
+	for _, p := range []string{orphan, half} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("left over"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for _, p := range []string{orphan, filepath.Dir(filepath.Dir(half))} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s after start: %v, want it gone", p, err)
+		}
+	}
+}

@@ -226,3 +226,28 @@ func extract(t *testing.T, archive, dir string) {
 		t.Fatal(err)
 	}
 }
+
+// TestDockerSaveOCI imports what docker save writes since docker 25: an
+// OCI layout (with the full name in containerd's annotation and the bare
+// tag as ref.name) plus a manifest.json. The layout wins; the name is the
+// full one.
+func TestDockerSaveOCI(t *testing.T) {
+	requireRoot(t)
+	a := newArchive(t)
+	desc := a.manifest(nil, ocispec.ImageConfig{Entrypoint: []string{"/bin/fn"}}, a.layer(file("bin/fn", "x", 0o755)))
+	desc.Annotations = map[string]string{ocispec.AnnotationRefName: "latest", containerdNameAnnotation: "docker.io/library/fn:latest"}
+	a.index.Manifests = append(a.index.Manifests, desc)
+	p := a.write()
+	m, err := json.Marshal([]dockerImage{{Config: "blobs/sha256/nothing", RepoTags: []string{"fn:latest"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEntry(t, p, "manifest.json", m)
+	img, err := newStore(t, Config{}).ImportArchive(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(img.Names, []string{"docker.io/library/fn:latest"}) || img.Digest != desc.Digest.String() {
+		t.Errorf("image: %s %q, want %s [docker.io/library/fn:latest]", img.Digest, img.Names, desc.Digest)
+	}
+}
