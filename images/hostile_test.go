@@ -124,14 +124,45 @@ func TestImportRefusesHostileArchives(t *testing.T) {
 			tt.build(a, host)
 			s := newStore(t, Config{})
 			_, err := s.ImportArchive(context.Background(), a.write())
-			if !errors.Is(err, errdefs.ErrInvalid) {
-				t.Fatalf("import: got %v, want ErrInvalid", err)
+			if hostileSays[tt.name] == "" {
+				t.Fatalf("hostileSays lists no reason for %q", tt.name)
+			}
+			if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), hostileSays[tt.name]) {
+				t.Fatalf("import: got %v, want ErrInvalid saying %q", err, hostileSays[tt.name])
 			}
 			t.Logf("refused: %v", err)
 			assertHostUntouched(t, host)
 			assertEmptyStore(t, s)
 		})
 	}
+}
+
+// hostileSays is what the refusal of each case of
+// TestImportRefusesHostileArchives says: the reason, not just the class.
+var hostileSays = map[string]string{
+	"dot-dot entry":                                   "the name leaves the root",
+	"dot-dot inside a name":                           "the name leaves the root",
+	"absolute symlink then a write through it":        "path escapes from parent",
+	"climbing symlink then a write through it":        "path escapes from parent",
+	"symlink in a lower layer, write in an upper one": "path escapes from parent",
+	"symlink chain":                                   "path escapes from parent",
+	"directory through a symlink":                     "path escapes from parent",
+	"symlink created through a symlink":               "path escapes from parent",
+	"hardlink to a host file by absolute name":        "hardlink target",
+	"hardlink climbing out":                           "the name leaves the root",
+	"hardlink through a symlink":                      "path escapes from parent",
+	"hardlink to a missing file":                      "does not exist",
+	"whiteout through a symlink":                      "path escapes from parent",
+	"opaque whiteout through a symlink":               "path escapes from parent",
+	"character device":                                "device nodes",
+	"block device":                                    "device nodes",
+	"fifo":                                            "device nodes",
+	"layer digest does not match its descriptor":      "content has digest",
+	"blob size does not match its descriptor":         "size is",
+	"diff ID does not match the layer":                "uncompressed layer has digest",
+	"zstd layer":                                      "zstd-compressed",
+	"unknown layer media type":                        "unsupported media type",
+	"gzip layer that is not gzip":                     "gzip: invalid header",
 }
 
 // assertHostUntouched checks that host still holds only "secret", intact
