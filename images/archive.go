@@ -61,7 +61,19 @@ func (s *Store) Import(ctx context.Context, path string, opts ImportOptions) (ap
 	if err := s.install(ctx, staged, img, work); err != nil {
 		return api.Image{}, fmt.Errorf("import %q: %w", opts.SourceName, err)
 	}
-	return img.describe(imageNames(refs, opts.SourceName), s.now()), nil
+	return img.describe(importNames(refs, opts.SourceName), s.now()), nil
+}
+
+// importNames are the names of an imported image: those the source gives,
+// or, when it gives none, one made from its file name ("hello.tar" is
+// "hello:latest"). Every image comes in with a name, so an image without
+// one is an image whose name went to a newer one, and collection may take
+// it once no function uses it.
+func importNames(refs []string, source string) []string {
+	if names := imageNames(refs, source); len(names) > 0 {
+		return names
+	}
+	return []string{nameFromFile(source) + ":latest"}
 }
 
 // resolveSource stages the source and picks its image for this host.

@@ -49,11 +49,9 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (api.Ima
 	if err := s.install(ctx, s.blobDir(), img, work); err != nil {
 		return api.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	var names []string
-	if _, ok := r.(name.Tag); ok {
-		names = []string{ref}
-	}
-	return img.describe(names, s.now()), nil
+	// The reference as given is the image's name; a pull by digest
+	// (host/repo@sha256:...) is found by it again without a pull.
+	return img.describe([]string{ref}, s.now()), nil
 }
 
 // puller is one pull in progress.
