@@ -4,7 +4,7 @@
 // verifies every blob against its descriptor, and unpacks root filesystems
 // that the sandbox later mounts read-only. Unpacking treats images as
 // hostile: every write goes through an os.Root, so the kernel refuses paths
-// that escape. It also builds images (WriteIndex, for edgefaas build) and
+// that escape. It also builds images (Build, for edgefaas build) and
 // collects what nothing references (Collect).
 //
 // It does not mount or snapshot anything (a root is a plain directory
