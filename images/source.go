@@ -166,10 +166,8 @@ func walkTar(ctx context.Context, p string, fn func(sourceEntry) error) error {
 			return tarError(err)
 		}
 		name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
+		// archive/tar reports the old '\x00' type of regular files as TypeReg.
 		e := sourceEntry{name: name, typ: hdr.Typeflag, linkname: hdr.Linkname, r: tr}
-		if hdr.Typeflag == tar.TypeRegA {
-			e.typ = tar.TypeReg
-		}
 		if err := fn(e); err != nil {
 			return err
 		}
