@@ -66,13 +66,7 @@ func TestBuildMultiPlatform(t *testing.T) {
 				c.WorkingDir != "/w" || c.User != "1000" || c.Env[0] != "A=1" || c.Labels[ModeLabel] != api.ModeExec {
 				t.Errorf("image: got %+v", img)
 			}
-			root, err := s.RootFS(context.Background(), img.Digest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b, _ := os.ReadFile(filepath.Join(root, "arch")); string(b) != host.String() {
-				t.Errorf("/arch: got %q, want %s", b, host)
-			}
+			assertRootFile(t, s, img.Digest, "arch", host.String())
 		})
 	}
 	s := newStore(t, Config{})

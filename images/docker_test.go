@@ -174,13 +174,7 @@ func TestDockerArchive(t *testing.T) {
 			if !slices.Equal(img.Names, tt.wantNames) || img.Platform != host || img.Config.Entrypoint[0] != "/bin/fn" {
 				t.Errorf("image: got names %q platform %s config %+v; want %q %s", img.Names, img.Platform, img.Config, tt.wantNames, host)
 			}
-			root, err := s.RootFS(context.Background(), img.Digest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b, _ := os.ReadFile(filepath.Join(root, "which")); string(b) != tt.wantFile {
-				t.Errorf("/which: got %q, want %q", b, tt.wantFile)
-			}
+			assertRootFile(t, s, img.Digest, "which", tt.wantFile)
 		})
 	}
 }

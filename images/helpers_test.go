@@ -260,3 +260,16 @@ func assertEmptyStore(t *testing.T, s *Store) {
 		}
 	}
 }
+
+// assertRootFile unpacks the image (when it is not yet) and checks that
+// the file at name in its root holds want.
+func assertRootFile(t *testing.T, s *Store, digest, name, want string) {
+	t.Helper()
+	root, err := s.RootFS(context.Background(), digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, name)); err != nil || string(b) != want {
+		t.Errorf("/%s: got %q, %v; want %q", name, b, err, want)
+	}
+}

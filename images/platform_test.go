@@ -3,8 +3,6 @@ package images
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -90,13 +88,7 @@ func TestPlatformSelection(t *testing.T) {
 			if img.Platform != tt.want {
 				t.Errorf("platform: got %s, want %s", img.Platform, tt.want)
 			}
-			root, err := s.RootFS(context.Background(), img.Digest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b, _ := os.ReadFile(filepath.Join(root, "arch")); string(b) != tt.want {
-				t.Errorf("unpacked the %q image, want %s", b, tt.want)
-			}
+			assertRootFile(t, s, img.Digest, "arch", tt.want)
 		})
 	}
 }

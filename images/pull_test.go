@@ -200,13 +200,7 @@ func TestPullPicksPlatform(t *testing.T) {
 	if img.Platform != host || len(img.Names) != 1 || img.Names[0] != ref {
 		t.Errorf("pulled: platform %s names %q; want %s [%s]", img.Platform, img.Names, host, ref)
 	}
-	root, err := s.RootFS(context.Background(), img.Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(root, "arch")); string(b) != host {
-		t.Errorf("/arch: got %q, want %s", b, host)
-	}
+	assertRootFile(t, s, img.Digest, "arch", host)
 	_, err = s.Pull(context.Background(), reg.host+"/foreign:1", PullOptions{})
 	if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "linux/s390x, linux/riscv64") {
 		t.Fatalf("pull of a foreign index: got %v, want ErrInvalid listing linux/s390x, linux/riscv64", err)
