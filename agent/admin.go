@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/edgefaas/edgefaas/api"
@@ -30,6 +28,7 @@ func (a *Agent) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/images", a.handleListImages)
 	mux.HandleFunc("POST /v1/images", a.handleImport)
 	mux.HandleFunc("DELETE /v1/images/{ref}", a.handleRemoveImage)
+	mux.HandleFunc("POST /v1/images/prune", a.handlePrune)
 	mux.HandleFunc("GET /v1/info", a.handleInfo)
 	mux.HandleFunc("GET /v1/usage", a.handleUsage)
 	// Profiling, on the admin socket only (its file mode is the access
@@ -94,78 +93,6 @@ func (a *Agent) handleDeploy(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if err := a.remove(r.Context(), r.PathValue("name")); err != nil {
-		writeError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (a *Agent) handleListImages(w http.ResponseWriter, r *http.Request) {
-	imgs, err := a.db.Images(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if imgs == nil {
-		imgs = []api.Image{}
-	}
-	writeJSON(w, http.StatusOK, imgs)
-}
-
-// handleImport takes an image archive as the request body. It is spooled to
-// a file in the state directory first: the importer reads the archive more
-// than once, and the client may be on another host.
-func (a *Agent) handleImport(w http.ResponseWriter, r *http.Request) {
-	dir := filepath.Join(a.cfg.StateDir, "uploads")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		writeError(w, err)
-		return
-	}
-	f, err := os.CreateTemp(dir, "import-*.tar")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	if _, err := io.Copy(f, r.Body); err != nil {
-		writeError(w, fmt.Errorf("receiving image archive: %w", err))
-		return
-	}
-	img, err := a.images.ImportArchive(r.Context(), f.Name())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := a.db.PutImage(r.Context(), img); err != nil {
-		writeError(w, err)
-		return
-	}
-	a.log.Info("image imported", "digest", img.Digest, "names", img.Names, "platform", img.Platform)
-	writeJSON(w, http.StatusCreated, img)
-}
-
-func (a *Agent) handleRemoveImage(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	img, err := a.db.Image(ctx, r.PathValue("ref"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	users, err := a.db.FunctionsUsingImage(ctx, img.Digest)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if len(users) > 0 {
-		writeError(w, fmt.Errorf("image %s is used by %v: remove or redeploy them first: %w", img.Digest, users, errdefs.ErrConflict))
-		return
-	}
-	if err := a.db.DeleteImage(ctx, img.Digest); err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := a.images.Remove(ctx, img.Digest); err != nil {
 		writeError(w, err)
 		return
 	}

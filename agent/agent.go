@@ -45,6 +45,9 @@ type Config struct {
 	// before POST /async-function answers 429; 10000.
 	AsyncQueue int
 	Logger     *slog.Logger // slog.Default()
+	// Images bounds the image store: per-layer caps, a disk quota, and how
+	// pulls reach registries (images.Config documents the defaults).
+	Images images.Config
 
 	// APIListener and GatewayListener, when set, are served instead of
 	// listening on APISocket and Listen: sockets systemd passed (socket
@@ -108,7 +111,9 @@ type Agent struct {
 	logs      *logs.Store
 	metrics   *metricsSet
 	notify    Notifier
-	probe     *http.Client // the watchdog probe's: no proxy, a new connection each time
+	// imageMu orders image changes against collection (see images.go).
+	imageMu sync.RWMutex
+	probe   *http.Client // the watchdog probe's: no proxy, a new connection each time
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -148,7 +153,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	if a.db, err = store.Open(ctx, filepath.Join(cfg.StateDir, "edgefaas.db")); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if a.images, err = images.Open(filepath.Join(cfg.StateDir, "images"), images.Config{}); err != nil {
+	if a.images, err = images.Open(filepath.Join(cfg.StateDir, "images"), cfg.Images); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	a.sandboxes, err = sandbox.NewManager(sandbox.Config{
@@ -185,6 +190,9 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	}
 	// Calls queued before a restart run now.
 	a.async = newAsyncQueue(a.db, a.invokeByName, cfg.AsyncQueue, a.log)
+	// Whatever a crash left unreferenced (a pull's blobs, an import
+	// committed to the store but not recorded) goes now.
+	a.collectImages(ctx)
 	return a, nil
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/edgefaas/edgefaas/api"
@@ -34,41 +35,73 @@ func validate(spec api.FunctionSpec) error {
 	return nil
 }
 
-// deploy validates a spec, resolves its image to a digest and a root,
-// starts the new version (when the old one has instances up), records the
-// function and installs it in the invoker. The older version drains: its
-// calls in flight finish, queued calls move to the new one.
+// deploy validates a spec, resolves its image to a digest and a root
+// (pulling a registry reference the agent lacks), starts the new version
+// (when the old one has instances up), records the function and installs
+// it in the invoker. The older version drains: its calls in flight finish,
+// queued calls move to the new one. Once it is gone, what it alone used is
+// collected (its root must outlive its last call).
 func (a *Agent) deploy(ctx context.Context, spec api.FunctionSpec) (api.Function, error) {
-	img, err := a.db.Image(ctx, spec.Image)
+	fn, old, err := a.deployLocked(ctx, spec)
 	if err != nil {
-		return api.Function{}, fmt.Errorf("image %q: import it first (edgefaas image import FILE): %w", spec.Image, err)
+		return api.Function{}, err
+	}
+	if old != nil {
+		old.awaitGone(ctx)
+		if ctx.Err() == nil { // else the next collection takes it
+			a.collectImages(ctx)
+		}
+	}
+	return fn, nil
+}
+
+func (a *Agent) deployLocked(ctx context.Context, spec api.FunctionSpec) (api.Function, *function, error) {
+	a.imageMu.RLock()
+	defer a.imageMu.RUnlock()
+	img, err := a.imageFor(ctx, spec.Image)
+	if err != nil {
+		return api.Function{}, nil, err
 	}
 	if spec.Mode == "" {
 		spec.Mode = img.Config.Labels[images.ModeLabel] // as built by edgefaas build
 	}
 	spec = spec.WithDefaults()
 	if err := validate(spec); err != nil {
-		return api.Function{}, err
+		return api.Function{}, nil, err
 	}
 	tmpl, err := a.resolve(ctx, spec, img.Digest)
 	if err != nil {
-		return api.Function{}, err
+		return api.Function{}, nil, err
 	}
 	// The new version's instances are ready before it is recorded and
 	// takes over; when they do not start, the old version keeps serving.
 	nf, err := a.invoker.prepare(ctx, api.Function{Spec: spec, ImageDigest: img.Digest}, tmpl)
 	if err != nil {
-		return api.Function{}, fmt.Errorf("function %q: new version did not become ready, the old one keeps serving: %w", spec.Name, err)
+		return api.Function{}, nil, fmt.Errorf("function %q: new version did not become ready, the old one keeps serving: %w", spec.Name, err)
 	}
 	fn, err := a.db.PutFunction(ctx, api.Function{Spec: spec, ImageDigest: img.Digest})
 	if err != nil {
 		nf.retire(nil)
-		return api.Function{}, err
+		return api.Function{}, nil, err
 	}
 	nf.fn = fn // not yet shared: install publishes it
-	a.invoker.install(nf)
+	old := a.invoker.install(nf)
 	a.log.Info("deployed", "function", spec.Name, "version", fn.Version, "image", img.Digest, "mode", spec.Mode)
-	return fn, nil
+	return fn, old, nil
+}
+
+// imageFor finds the image ref names, pulling it when it is a registry
+// reference the agent does not have. The caller holds a.imageMu.
+func (a *Agent) imageFor(ctx context.Context, ref string) (api.Image, error) {
+	img, err := a.db.Image(ctx, ref)
+	if err == nil || !errors.Is(err, errdefs.ErrNotFound) {
+		return img, err
+	}
+	if !images.IsRemote(ref) {
+		return api.Image{}, fmt.Errorf("image %q: import it first (edgefaas image import FILE), "+
+			"or give a registry reference (host/repo:tag): %w", ref, err)
+	}
+	return a.pullLocked(ctx, ref, nil)
 }
 
 // resolve finds the image's root (unpacking it when missing) and how to
@@ -114,5 +147,6 @@ func (a *Agent) remove(ctx context.Context, name string) error {
 		a.log.Warn("removing function logs", "function", name, "err", err)
 	}
 	a.log.Info("removed", "function", name)
+	a.collectImages(ctx)
 	return nil
 }

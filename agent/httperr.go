@@ -21,6 +21,8 @@ func httpStatus(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, errdefs.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errdefs.ErrPermission):
+		return http.StatusForbidden
 	case errors.Is(err, errdefs.ErrUnavailable):
 		return http.StatusServiceUnavailable
 	}

@@ -160,15 +160,16 @@ func (iv *invoker) prepare(ctx context.Context, fn api.Function, tmpl process) (
 
 // install makes nf the function's current version. Calls queued on the
 // version it replaces move to it; that version's instances stop once
-// their calls have finished.
-func (iv *invoker) install(nf *function) {
+// their calls have finished (old.awaitGone waits for that).
+func (iv *invoker) install(nf *function) (old *function) {
 	iv.mu.Lock()
-	old := iv.fns[nf.fn.Spec.Name]
+	old = iv.fns[nf.fn.Spec.Name]
 	iv.fns[nf.fn.Spec.Name] = nf
 	iv.mu.Unlock()
 	if old != nil {
 		old.retire(nf)
 	}
+	return old
 }
 
 // remove retires the function and waits (up to ctx) until its calls in

@@ -138,11 +138,9 @@ func (c *Client) Remove(ctx context.Context, name string) error {
 	return c.doJSON(ctx, http.MethodDelete, "/v1/functions/"+url.PathEscape(name), nil, nil)
 }
 
-// ImportImage uploads an image archive (oci-archive tar).
+// ImportImage uploads an image archive (oci-archive or docker-archive).
 func (c *Client) ImportImage(ctx context.Context, archive io.Reader) (Image, error) {
-	var img Image
-	err := c.do(ctx, http.MethodPost, "/v1/images", archive, "application/x-tar", &img)
-	return img, err
+	return c.ImportImageWith(ctx, archive, ImportOptions{})
 }
 
 // Images lists imported images.
@@ -218,22 +216,12 @@ func (c *Client) Logs(ctx context.Context, name string, q LogsQuery, fn func(Log
 	if q.Tail > 0 {
 		v.Set("tail", fmt.Sprint(q.Tail))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/functions/"+url.PathEscape(name)+"/logs?"+v.Encode(), nil)
+	// No response timeout: a followed stream is long-lived by design.
+	resp, err := c.openStream(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name)+"/logs?"+v.Encode(), nil, "")
 	if err != nil {
 		return err
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	// No response timeout: a followed stream is long-lived by design.
-	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the agent: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return statusError(resp)
-	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var line LogLine
@@ -247,4 +235,28 @@ func (c *Client) Logs(ctx context.Context, name string, q LogsQuery, fn func(Log
 			return err
 		}
 	}
+}
+
+// openStream sends a request whose answer is a stream, with no response
+// timeout, and returns the response once it is a success.
+func (c *Client) openStream(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the agent: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, statusError(resp)
+	}
+	return resp, nil
 }

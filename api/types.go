@@ -135,6 +135,9 @@ type Image struct {
 	Size      int64       `json:"size"`     // bytes of all blobs
 	CreatedAt time.Time   `json:"created_at"`
 	Config    ImageConfig `json:"config"`
+	// UsedBy lists the functions deployed with the image (filled in by the
+	// agent when it lists images); an image in use is never removed.
+	UsedBy []string `json:"used_by,omitempty"`
 }
 
 // Info answers GET /v1/info.

@@ -13,4 +13,5 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	ErrConflict    = errors.New("conflict")
 	ErrTooLarge    = errors.New("too large")
+	ErrPermission  = errors.New("permission denied")
 )

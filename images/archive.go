@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -21,109 +19,112 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// ImportArchive imports an oci-archive tar file: an OCI image layout
-// (oci-layout, index.json, blobs/sha256/...) in a tar, as skopeo, buildah
-// and umoci plus tar write it. It picks the manifest for this host's
-// platform, verifies every blob, unpacks the root (so a bad layer is refused
-// here, not at the first start) and only then makes the image visible.
+// ImportOptions select what Import takes from a source.
+type ImportOptions struct {
+	// Name picks one image, by a NAME:TAG it carries, when the source holds
+	// several for this platform (a docker-archive of several images).
+	Name string
+	// SourceName is the file name that bare tags in the source are
+	// qualified with ("hello.tar" with tag "1.0" is "hello:1.0"); the
+	// path's base when empty. The agent spools uploads to files of its own
+	// and passes the client's file name here.
+	SourceName string
+}
+
+// ImportArchive imports the image for this host from path, as Import does
+// with no options.
 func (s *Store) ImportArchive(ctx context.Context, path string) (api.Image, error) {
+	return s.Import(ctx, path, ImportOptions{})
+}
+
+// Import imports an image from path: an OCI image layout directory, an
+// oci-archive tar (an OCI layout in a tar, as skopeo, buildah and umoci
+// plus tar write it) or a docker-archive tar (docker save), gzipped or not.
+// Any of them may hold an index or several images: the one for this host's
+// platform is taken. Every blob is verified, the root is unpacked (so a bad
+// layer is refused here, not at the first start) and only then is the
+// image made visible.
+func (s *Store) Import(ctx context.Context, path string, opts ImportOptions) (api.Image, error) {
 	work, err := os.MkdirTemp(s.tmpDir(), "import-")
 	if err != nil {
 		return api.Image{}, err
 	}
 	defer os.RemoveAll(work)
 	staged := blobDir(filepath.Join(work, "blobs"))
-	indexJSON, err := stageArchive(ctx, path, staged)
-	if err != nil {
-		return api.Image{}, fmt.Errorf("archive %q: %w", path, err)
+	if opts.SourceName == "" {
+		opts.SourceName = path
 	}
-	img, refs, err := resolve(staged, indexJSON, s.platform)
+	img, refs, err := s.resolveSource(ctx, path, staged, opts)
 	if err != nil {
-		return api.Image{}, fmt.Errorf("archive %q: %w", path, err)
+		return api.Image{}, fmt.Errorf("import %q: %w", opts.SourceName, err)
+	}
+	if err := s.install(ctx, staged, img, work); err != nil {
+		return api.Image{}, fmt.Errorf("import %q: %w", opts.SourceName, err)
+	}
+	return img.describe(importNames(refs, opts.SourceName), s.now()), nil
+}
+
+// importNames are the names of an imported image: those the source gives,
+// or, when it gives none, one made from its file name ("hello.tar" is
+// "hello:latest"). Every image comes in with a name, so an image without
+// one is an image whose name went to a newer one, and collection may take
+// it once no function uses it.
+func importNames(refs []string, source string) []string {
+	if names := imageNames(refs, source); len(names) > 0 {
+		return names
+	}
+	return []string{nameFromFile(source) + ":latest"}
+}
+
+// resolveSource stages the source and picks its image for this host.
+func (s *Store) resolveSource(ctx context.Context, path string, staged blobDir, opts ImportOptions) (*image, []string, error) {
+	st, err := stageSource(ctx, path, staged)
+	if err != nil {
+		return nil, nil, err
+	}
+	cands, err := st.candidates()
+	if err != nil {
+		return nil, nil, err
+	}
+	return choose(staged, cands, s.platform, opts.Name, opts.SourceName)
+}
+
+// install checks the quota, unpacks the image's root unless the store has
+// it, and commits blobs, record and root. Blobs come from src, which may
+// be the store itself (a pull) or a staging dir (an import); work is a
+// private dir in tmp/.
+func (s *Store) install(ctx context.Context, src blobDir, img *image, work string) error {
+	budget, err := s.reserve(img, src)
+	if err != nil {
+		return err
 	}
 	rootfs := ""
 	if _, err := os.Stat(s.rootPath(img.desc.Digest)); err != nil {
 		rootfs = filepath.Join(work, "rootfs")
-		if err := unpack(ctx, staged, img, rootfs, s.limits); err != nil {
-			return api.Image{}, fmt.Errorf("archive %q: %w", path, err)
+		lim := s.limits
+		lim.budget = budget
+		if err := unpack(ctx, src, img, rootfs, lim); err != nil {
+			return err
 		}
 	}
-	if err := s.commit(staged, img, rootfs); err != nil {
-		return api.Image{}, err
-	}
-	return img.describe(imageNames(refs, path), s.now()), nil
-}
-
-// stageArchive streams the archive once, copying every blob into staged
-// (each checked against the digest it is named by), and returns index.json.
-func stageArchive(ctx context.Context, file string, staged blobDir) ([]byte, error) {
-	f, err := os.Open(file)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errdefs.ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r, err := maybeGunzip(f)
-	if err != nil {
-		return nil, err
-	}
-	tr := tar.NewReader(ctxReader{ctx: ctx, r: r})
-	var index []byte
-	var sawLayout, sawDocker bool
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, tarError(err)
-		}
-		name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
-		switch {
-		case hdr.Typeflag == tar.TypeDir:
-		case name == "oci-layout":
-			err = checkLayout(tr)
-			sawLayout = true
-		case name == "index.json":
-			index, err = readSmall(tr, name)
-		case name == "manifest.json":
-			sawDocker = true
-		case strings.HasPrefix(name, "blobs/"):
-			err = stageEntry(hdr, name, tr, staged)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	switch {
-	case !sawLayout && sawDocker:
-		return nil, fmt.Errorf("%w: this is a docker-archive, not an oci-archive; convert it with "+
-			"skopeo copy docker-archive:IN oci-archive:OUT", errdefs.ErrInvalid)
-	case !sawLayout:
-		return nil, fmt.Errorf("%w: not an OCI image layout: no oci-layout file", errdefs.ErrInvalid)
-	case index == nil:
-		return nil, fmt.Errorf("%w: not an OCI image layout: no index.json", errdefs.ErrInvalid)
-	}
-	return index, nil
+	return s.commit(src, img, rootfs)
 }
 
 // stageEntry stages blobs/<alg>/<hex>. Blobs of other algorithms are left
 // out; a descriptor naming one is refused when it is read.
-func stageEntry(hdr *tar.Header, name string, r io.Reader, staged blobDir) error {
-	alg, enc, ok := strings.Cut(strings.TrimPrefix(name, "blobs/"), "/")
+func stageEntry(e sourceEntry, staged blobDir) error {
+	alg, enc, ok := strings.Cut(strings.TrimPrefix(e.name, "blobs/"), "/")
 	if !ok || alg != string(digest.SHA256) {
 		return nil
 	}
 	d := digest.NewDigestFromEncoded(digest.SHA256, enc)
 	if err := d.Validate(); err != nil {
-		return fmt.Errorf("%w: archive entry %q is not a blob name", errdefs.ErrInvalid, hdr.Name)
+		return fmt.Errorf("%w: archive entry %q is not a blob name", errdefs.ErrInvalid, e.name)
 	}
-	if hdr.Typeflag != tar.TypeReg {
+	if e.typ != tar.TypeReg {
 		return fmt.Errorf("%w: blob %s is not a regular file in the archive", errdefs.ErrInvalid, d)
 	}
-	return staged.stage(d, r)
+	return staged.stage(d, e.r)
 }
 
 func checkLayout(r io.Reader) error {

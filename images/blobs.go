@@ -1,6 +1,7 @@
 package images
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,7 +124,7 @@ func (v *verifiedReader) Close() error { return v.f.Close() }
 // its content hashes to d. The file is synced so a later rename into the
 // store publishes complete bytes.
 func (b blobDir) stage(d digest.Digest, r io.Reader) error {
-	if err := os.MkdirAll(filepath.Dir(b.pathOf(d)), 0o755); err != nil {
+	if err := os.MkdirAll(b.path(), 0o755); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(b.pathOf(d), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -179,4 +180,38 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// stageAny copies r into b under the digest of its content, which it
+// returns with the size. Identical content is stored once.
+func (b blobDir) stageAny(r io.Reader) (digest.Digest, int64, error) {
+	if err := os.MkdirAll(b.path(), 0o755); err != nil {
+		return "", 0, err
+	}
+	f, err := os.CreateTemp(string(b), "stage-")
+	if err != nil {
+		return "", 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	h := digest.SHA256.Hash()
+	n, err := io.Copy(io.MultiWriter(f, h), r)
+	if err != nil {
+		return "", 0, tarError(err)
+	}
+	if err := f.Sync(); err != nil {
+		return "", 0, err
+	}
+	if err := f.Close(); err != nil {
+		return "", 0, err
+	}
+	d := digest.NewDigest(digest.SHA256, h)
+	return d, n, os.Rename(f.Name(), b.pathOf(d))
+}
+
+// stageBytes stores a blob made here (a manifest written for a
+// docker-archive) and returns its descriptor.
+func (b blobDir) stageBytes(mediaType string, data []byte) (ocispec.Descriptor, error) {
+	d, n, err := b.stageAny(bytes.NewReader(data))
+	return ocispec.Descriptor{MediaType: mediaType, Digest: d, Size: n}, err
 }

@@ -74,3 +74,41 @@ func FuzzApplyTar(f *testing.F) {
 		}
 	})
 }
+
+// FuzzImportArchive feeds arbitrary bytes to Import as an archive file
+// (oci-archive or docker-archive, gzipped or not): it must fail cleanly or
+// import, never panic, never write beside the store, and a failure must
+// leave the store empty.
+//
+//	go test -run XXX -fuzz FuzzImportArchive -fuzzminimizetime 100x ./images/
+func FuzzImportArchive(f *testing.F) {
+	oci := newArchive(f)
+	multiArch(oci, true, "linux/s390x", hostPlatform().String())
+	d := newDockerArchive(f)
+	d.image(hostPlatform().String(), []string{"x:1"}, true, []tarEntry{file("a", "a", 0o644)}, []tarEntry{file(".wh.a", "", 0o644)})
+	for _, p := range []string{oci.write(), d.write()} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent := t.TempDir()
+		p := filepath.Join(parent, "in.tar")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(filepath.Join(parent, "store"), Config{MaxLayerBytes: 1 << 20, MaxLayerEntries: 256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.ImportArchive(context.Background(), p)
+		if got := listDir(t, parent); !slices.Equal(got, []string{"in.tar", "store"}) {
+			t.Fatalf("the store's parent holds %v", got)
+		}
+		if err != nil {
+			assertEmptyStore(t, s)
+		}
+	})
+}

@@ -86,12 +86,12 @@ func gzipBytes(t testing.TB, b []byte) []byte {
 
 // testArchive builds an oci-archive: blobs plus an index.
 type testArchive struct {
-	t     *testing.T
+	t     testing.TB
 	blobs map[digest.Digest][]byte
 	index ocispec.Index
 }
 
-func newArchive(t *testing.T) *testArchive {
+func newArchive(t testing.TB) *testArchive {
 	return &testArchive{t: t, blobs: map[digest.Digest][]byte{},
 		index: ocispec.Index{Versioned: specsV2, MediaType: ocispec.MediaTypeImageIndex}}
 }
@@ -258,5 +258,18 @@ func assertEmptyStore(t *testing.T, s *Store) {
 		if names := listDir(t, d); len(names) != 0 {
 			t.Errorf("%s holds %v after a failed import, want nothing", d, names)
 		}
+	}
+}
+
+// assertRootFile unpacks the image (when it is not yet) and checks that
+// the file at name in its root holds want.
+func assertRootFile(t *testing.T, s *Store, digest, name, want string) {
+	t.Helper()
+	root, err := s.RootFS(context.Background(), digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, name)); err != nil || string(b) != want {
+		t.Errorf("/%s: got %q, %v; want %q", name, b, err, want)
 	}
 }

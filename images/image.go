@@ -32,6 +32,10 @@ func loadImage(src blobDir, desc ocispec.Descriptor) (*image, error) {
 		return nil, err
 	}
 	m := img.manifest
+	if m.MediaType != "" && desc.MediaType != "" && m.MediaType != desc.MediaType {
+		return nil, fmt.Errorf("%w: manifest %s says it is a %q, its descriptor a %q",
+			errdefs.ErrInvalid, desc.Digest, m.MediaType, desc.MediaType)
+	}
 	switch m.Config.MediaType {
 	case ocispec.MediaTypeImageConfig, mediaTypeDockerConfig:
 	default:

@@ -207,6 +207,9 @@ func (a *applier) file(name string, hdr *tar.Header, r io.Reader) error {
 	if hdr.Size < 0 || a.size > a.lim.bytes {
 		return fmt.Errorf("layer files are over %d bytes: %w", a.lim.bytes, errdefs.ErrTooLarge)
 	}
+	if err := a.lim.budget.take(hdr.Size); err != nil {
+		return err
+	}
 	if _, err := a.makeRoom(name, false); err != nil {
 		return err
 	}

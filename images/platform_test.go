@@ -3,8 +3,6 @@ package images
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -90,13 +88,7 @@ func TestPlatformSelection(t *testing.T) {
 			if img.Platform != tt.want {
 				t.Errorf("platform: got %s, want %s", img.Platform, tt.want)
 			}
-			root, err := s.RootFS(context.Background(), img.Digest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b, _ := os.ReadFile(filepath.Join(root, "arch")); string(b) != tt.want {
-				t.Errorf("unpacked the %q image, want %s", b, tt.want)
-			}
+			assertRootFile(t, s, img.Digest, "arch", tt.want)
 		})
 	}
 }
@@ -128,6 +120,8 @@ func TestImageNames(t *testing.T) {
 		{"odd file name is cleaned", []string{"latest"}, "/x/My Image (2).tar.gz", []string{"my-image-2:latest"}},
 		{"duplicates collapse", []string{"a:1", "a:1"}, "/x/f.tar", []string{"a:1"}},
 		{"no refs", nil, "/x/f.tar", nil},
+		{"bare tag beside a full reference", []string{"docker.io/library/busybox:latest", "latest"}, "/x/f.tar",
+			[]string{"docker.io/library/busybox:latest"}},
 		{"unusable file name", []string{"v1"}, "/x/....tar", []string{"image:v1"}},
 	}
 	for _, tt := range tests {

@@ -125,7 +125,7 @@ func (s *Store) removeUnusedBlobs(m ocispec.Descriptor) error {
 		}
 	}
 	for _, b := range img.blobs() {
-		if used[b.Digest] {
+		if used[b.Digest] || s.pins[b.Digest] > 0 {
 			continue
 		}
 		err := os.Remove(s.blobDir().pathOf(b.Digest))

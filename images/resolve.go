@@ -25,19 +25,26 @@ type candidate struct {
 	names []string
 }
 
-// resolve picks the manifest for want from an archive's index.json and
-// loads it.
-func resolve(src blobDir, indexJSON []byte, want platform) (*image, []string, error) {
+// indexCandidates lists the manifests an OCI layout's index.json leads to.
+func indexCandidates(src blobDir, indexJSON []byte) ([]candidate, error) {
 	var idx ocispec.Index
 	if err := json.Unmarshal(indexJSON, &idx); err != nil {
-		return nil, nil, fmt.Errorf("%w: index.json: %v", errdefs.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: index.json: %v", errdefs.ErrInvalid, err)
 	}
-	cands, err := collect(src, idx.Manifests, nil, 0)
-	if err != nil {
-		return nil, nil, err
-	}
+	return collect(src, idx.Manifests, nil, 0)
+}
+
+// choose picks the manifest for want among cands (or the one called name,
+// when given) and loads it from src. where names the source in errors.
+func choose(src blobDir, cands []candidate, want platform, name, where string) (*image, []string, error) {
 	cands = dedupe(cands)
-	c, err := pick(cands, want)
+	if name != "" {
+		cands = named(cands, name, where)
+		if len(cands) == 0 {
+			return nil, nil, fmt.Errorf("no image called %q: %w", name, errdefs.ErrNotFound)
+		}
+	}
+	c, err := pick(cands, want, where)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -54,6 +61,18 @@ func resolve(src blobDir, indexJSON []byte, want platform) (*image, []string, er
 		}
 	}
 	return img, c.names, nil
+}
+
+// named keeps the candidates that carry name (as given, or qualified as
+// imageNames would).
+func named(cands []candidate, name, where string) []candidate {
+	var out []candidate
+	for _, c := range cands {
+		if slices.Contains(c.names, name) || slices.Contains(imageNames(c.names, where), name) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // collect flattens an index into its manifests, reading nested indexes.
@@ -112,16 +131,19 @@ func refNames(d ocispec.Descriptor) []string {
 }
 
 // pick chooses the best manifest for want. A manifest without a platform
-// is only taken when it is the only one.
-func pick(cands []candidate, want platform) (candidate, error) {
+// is only taken when it is the only one. Two different images equally good
+// for want (a docker-archive of several images) are ambiguous: the error
+// lists their names.
+func pick(cands []candidate, want platform, where string) (candidate, error) {
 	if len(cands) == 0 {
-		return candidate{}, fmt.Errorf("%w: the archive's index lists no image manifest", errdefs.ErrInvalid)
+		return candidate{}, fmt.Errorf("%w: the index lists no image manifest", errdefs.ErrInvalid)
 	}
 	if len(cands) == 1 && cands[0].desc.Platform == nil {
 		return cands[0], nil
 	}
 	best, bestScore := -1, 0
 	var have []string
+	var ties []candidate
 	for i, c := range cands {
 		if c.desc.Platform == nil {
 			have = append(have, "unknown")
@@ -129,13 +151,26 @@ func pick(cands []candidate, want platform) (candidate, error) {
 		}
 		p := fromOCI(*c.desc.Platform)
 		have = append(have, p.String())
-		if score, ok := want.runs(p); ok && score > bestScore {
-			best, bestScore = i, score
+		score, ok := want.runs(p)
+		switch {
+		case !ok || score < bestScore:
+		case score > bestScore:
+			best, bestScore, ties = i, score, []candidate{c}
+		default:
+			ties = append(ties, c)
 		}
 	}
 	if best < 0 {
-		return candidate{}, fmt.Errorf("%w: no image for %s in the archive; it has %s",
+		return candidate{}, fmt.Errorf("%w: no image for %s; it has %s",
 			errdefs.ErrInvalid, want, strings.Join(have, ", "))
+	}
+	if len(ties) > 1 {
+		var names []string
+		for _, c := range ties {
+			names = append(names, imageNames(c.names, where)...)
+		}
+		return candidate{}, fmt.Errorf("%w: %d images for %s (%s): choose one by name",
+			errdefs.ErrInvalid, len(ties), want, strings.Join(names, ", "))
 	}
 	return cands[best], nil
 }
@@ -145,10 +180,17 @@ func pick(cands []candidate, want platform) (candidate, error) {
 // taken from the archive's file name, so "hello.tar" with tag "1.0" is
 // "hello:1.0". A full reference ("docker.io/x/y:1.0", what skopeo writes
 // for oci-archive:f.tar:name:tag) is kept as is.
+//
+// A bare tag that a full reference beside it ends with is dropped: docker
+// save (25 and later) writes both for one image,
+// "docker.io/library/busybox:latest" and "latest".
 func imageNames(refs []string, archivePath string) []string {
 	var out []string
 	for _, r := range refs {
 		if !strings.ContainsAny(r, ":/@") {
+			if slices.ContainsFunc(refs, func(f string) bool { return strings.HasSuffix(f, ":"+r) }) {
+				continue
+			}
 			r = nameFromFile(archivePath) + ":" + r
 		}
 		if !slices.Contains(out, r) {

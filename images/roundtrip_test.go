@@ -10,7 +10,7 @@ import (
 	"github.com/edgefaas/edgefaas/api"
 )
 
-// TestWriteArchiveImports imports what WriteArchive (edgefaas build)
+// TestWriteArchiveImports imports what Build (edgefaas build)
 // writes: the two ends of the deploy path must agree.
 func TestWriteArchiveImports(t *testing.T) {
 	requireRoot(t)
@@ -26,8 +26,8 @@ func TestWriteArchiveImports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dgst, err := WriteArchive(f, BuildOptions{
-		Dir: src, Name: "fn:1", Platform: hostPlatform().String(),
+	dgst, err := Build(context.Background(), f, BuildOptions{
+		Files: func(string) (string, error) { return src, nil }, Name: "fn:1", Platforms: []string{hostPlatform().String()},
 		Config: api.ImageConfig{Entrypoint: []string{"/bin/fn"}, Labels: map[string]string{ModeLabel: api.ModeExec}},
 	})
 	if err != nil {

@@ -1,12 +1,15 @@
 // Package images is the content-addressed image store of edgefaasd. It
-// imports OCI image archives (oci-archive tar files), verifies every blob
-// against its descriptor, and unpacks root filesystems that the sandbox
-// later mounts read-only. Unpacking treats archives as hostile: every write
-// goes through an os.Root, so the kernel refuses paths that escape.
+// imports OCI image layouts (directories and oci-archive tars) and
+// docker-archives, pulls from OCI registries (with go-containerregistry),
+// verifies every blob against its descriptor, and unpacks root filesystems
+// that the sandbox later mounts read-only. Unpacking treats images as
+// hostile: every write goes through an os.Root, so the kernel refuses paths
+// that escape. It also builds images (Build, for edgefaas build) and
+// collects what nothing references (Collect).
 //
-// It is not a registry client (it never pulls over the network), it does not
-// mount or snapshot anything (a root is a plain directory tree), and it keeps
-// no names: naming images is the caller's business.
+// It does not mount or snapshot anything (a root is a plain directory
+// tree), and it keeps no names and knows no functions: naming images and
+// counting their users is the caller's business (the agent, with store).
 package images
 
 import (
@@ -30,10 +33,18 @@ const (
 	DefaultMaxLayerEntries = 200000
 )
 
-// Config bounds what a layer may unpack to.
+// Config bounds what a layer may unpack to and what the store may hold.
 type Config struct {
 	MaxLayerBytes   int64 // cap on uncompressed bytes per layer; 0 = 2 GiB
 	MaxLayerEntries int   // cap on tar entries per layer; 0 = 200000
+	// Quota caps the store's size (blobs plus unpacked roots, as Usage
+	// counts); an import or pull that would pass it fails with
+	// ErrTooLarge. 0 means no quota.
+	Quota int64
+	// Remote is how pulls reach registries; the zero value uses the
+	// docker-style credentials of the keychain (~/.docker/config.json,
+	// $DOCKER_CONFIG) and a transport with timeouts.
+	Remote Remote
 }
 
 // Store is an image store rooted at one directory:
@@ -49,23 +60,31 @@ type Config struct {
 type Store struct {
 	dir      string
 	limits   limits
-	platform platform // the platform ImportArchive selects
+	platform platform // the platform imports and pulls select
+	quota    int64
+	remote   Remote
 	now      func() time.Time
 
 	// mu serialises the steps that make an image appear or disappear
 	// (moving blobs, records and roots), so Remove never deletes a blob an
 	// import is committing. Unpacking runs outside it.
-	mu sync.Mutex
+	mu        sync.Mutex
+	pins      map[digest.Digest]int   // blobs a pull in progress holds
+	rootSizes map[digest.Digest]int64 // file bytes of each root, once measured
 }
 
 // Open creates or opens a store rooted at dir, wiping dir/tmp: whatever an
 // interrupted import or unpack left there is never used.
 func Open(dir string, cfg Config) (*Store, error) {
 	s := &Store{
-		dir:      dir,
-		limits:   limits{bytes: cfg.MaxLayerBytes, entries: cfg.MaxLayerEntries},
-		platform: hostPlatform(),
-		now:      time.Now,
+		dir:       dir,
+		limits:    limits{bytes: cfg.MaxLayerBytes, entries: cfg.MaxLayerEntries},
+		platform:  hostPlatform(),
+		quota:     cfg.Quota,
+		remote:    cfg.Remote.withDefaults(),
+		now:       time.Now,
+		pins:      map[digest.Digest]int{},
+		rootSizes: map[digest.Digest]int64{},
 	}
 	if s.limits.bytes <= 0 {
 		s.limits.bytes = DefaultMaxLayerBytes
@@ -174,6 +193,7 @@ func (s *Store) discardRoot(d digest.Digest) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	delete(s.rootSizes, d)
 	err = os.Rename(s.rootPath(d), filepath.Join(work, "rootfs"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("image %s: removing root: %w", d, err)

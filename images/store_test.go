@@ -29,7 +29,7 @@ func TestImportGetRemove(t *testing.T) {
 	}
 	l := a.layer(file("bin/fn", "#!/bin/sh\n", 0o755))
 	desc := a.manifest(nil, cfg, l)
-	a.add(desc, "1.0")
+	a.add(desc, "stable")
 	a.add(desc, "example.com/fn:1.0")
 	path := a.write()
 
@@ -42,7 +42,7 @@ func TestImportGetRemove(t *testing.T) {
 		t.Errorf("image: got digest %s size %d created %v; want %s %d %v",
 			img.Digest, img.Size, img.CreatedAt, desc.Digest, wantSize, now)
 	}
-	if want := []string{"test:1.0", "example.com/fn:1.0"}; !slices.Equal(img.Names, want) {
+	if want := []string{"test:stable", "example.com/fn:1.0"}; !slices.Equal(img.Names, want) {
 		t.Errorf("names: got %q, want %q", img.Names, want)
 	}
 	if want := hostPlatform().String(); img.Platform != want {
@@ -72,7 +72,7 @@ func TestImportGetRemove(t *testing.T) {
 	assertEmptyStore(t, s)
 }
 
-func mustManifest(t *testing.T, a *testArchive, desc ocispec.Descriptor) *image {
+func mustManifest(t testing.TB, a *testArchive, desc ocispec.Descriptor) *image {
 	t.Helper()
 	img, err := loadImage(blobDir(writeBlobs(t, a)), desc)
 	if err != nil {
@@ -82,7 +82,7 @@ func mustManifest(t *testing.T, a *testArchive, desc ocispec.Descriptor) *image 
 }
 
 // writeBlobs lays the archive's blobs out as a blobDir.
-func writeBlobs(t *testing.T, a *testArchive) string {
+func writeBlobs(t testing.TB, a *testArchive) string {
 	t.Helper()
 	dir := t.TempDir()
 	for d, b := range a.blobs {
@@ -259,7 +259,7 @@ func TestNotAnOCIArchive(t *testing.T) {
 		want error
 	}{
 		{"missing file", filepath.Join(dir, "nope.tar"), errdefs.ErrNotFound},
-		{"docker-archive", write("docker.tar", file("manifest.json", "[]", 0o644)), errdefs.ErrInvalid},
+		{"docker-archive of no image", write("docker.tar", file("manifest.json", "[]", 0o644)), errdefs.ErrInvalid},
 		{"no index", write("noindex.tar", file("oci-layout", `{"imageLayoutVersion":"1.0.0"}`, 0o644)), errdefs.ErrInvalid},
 		{"wrong layout version", write("v2.tar", file("oci-layout", `{"imageLayoutVersion":"2.0.0"}`, 0o644)), errdefs.ErrInvalid},
 		{"empty index", write("empty.tar", file("oci-layout", `{"imageLayoutVersion":"1.0.0"}`, 0o644),

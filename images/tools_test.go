@@ -73,20 +73,32 @@ func TestRealToolArchives(t *testing.T) {
 	tests := []struct {
 		name      string
 		file      string
-		make      []string
+		make      [][]string
 		wantNames []string
 	}{
 		// umoci writes the bare tag as the reference name.
 		{"umoci layout in a tar", "hello-umoci.tar",
-			[]string{"tar", "-C", "L", "-cf", "hello-umoci.tar", "."}, []string{"hello-umoci:t"}},
+			[][]string{{"tar", "-C", "L", "-cf", "hello-umoci.tar", "."}}, []string{"hello-umoci:t"}},
+		{"umoci layout directory", "L", nil, []string{"l:t"}},
 		// skopeo writes the whole name:tag given after the file name.
 		{"skopeo oci-archive", "hello-skopeo.tar",
-			[]string{"skopeo", "--insecure-policy", "copy", "oci:L:t", "oci-archive:hello-skopeo.tar:example.com/hello:1.0"},
+			[][]string{{"skopeo", "--insecure-policy", "copy", "oci:L:t", "oci-archive:hello-skopeo.tar:example.com/hello:1.0"}},
 			[]string{"example.com/hello:1.0"}},
+		{"skopeo dir: to oci-archive", "from-dir.tar", [][]string{
+			{"skopeo", "--insecure-policy", "copy", "oci:L:t", "dir:D"},
+			{"skopeo", "--insecure-policy", "copy", "dir:D", "oci-archive:from-dir.tar:example.com/dir:1"}},
+			[]string{"example.com/dir:1"}},
+		// skopeo converts to docker's manifest format and writes docker
+		// save's layout: manifest.json, config and layer files.
+		{"skopeo docker-archive", "hello-docker.tar",
+			[][]string{{"skopeo", "--insecure-policy", "copy", "oci:L:t", "docker-archive:hello-docker.tar:example.com/hello:2"}},
+			[]string{"example.com/hello:2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			run(t, work, tt.make[0], tt.make[1:]...)
+			for _, m := range tt.make {
+				run(t, work, m[0], m[1:]...)
+			}
 			s := newStore(t, Config{})
 			img, err := s.ImportArchive(context.Background(), filepath.Join(work, tt.file))
 			if err != nil {

@@ -17,9 +17,10 @@ import (
 
 // limits bound what one layer may unpack to.
 type limits struct {
-	bytes   int64 // uncompressed tar stream, and file contents, per layer
-	entries int   // tar entries per layer
-	chown   bool  // apply the entries' owners (needs root)
+	bytes   int64   // uncompressed tar stream, and file contents, per layer
+	entries int     // tar entries per layer
+	chown   bool    // apply the entries' owners (needs root)
+	budget  *budget // what the store's quota leaves for the whole root; nil: no quota
 }
 
 type compression int

@@ -217,8 +217,15 @@ func (s *DB) images(ctx context.Context, where string, args ...any) ([]api.Image
 
 // normalizeName checks a NAME[:TAG] reference and adds ":latest" when it
 // has no tag. A colon before the last slash is a registry port, not a tag.
+// NAME@sha256:<hex> (an image pulled by digest) is kept as it is.
 func normalizeName(n string) (string, error) {
-	if n == "" || strings.ContainsAny(n, " \t\r\n@") || strings.HasPrefix(n, digestPrefix) {
+	if repo, d, ok := strings.Cut(n, "@"); ok {
+		if repo == "" || strings.ContainsAny(repo, " \t\r\n@") || !validDigest(d) {
+			return "", fmt.Errorf("image name %q: want NAME@sha256:<64 lowercase hex>: %w", n, errdefs.ErrInvalid)
+		}
+		return n, nil
+	}
+	if n == "" || strings.ContainsAny(n, " \t\r\n") || strings.HasPrefix(n, digestPrefix) {
 		return "", fmt.Errorf("image name %q: want NAME or NAME:TAG: %w", n, errdefs.ErrInvalid)
 	}
 	if i := strings.LastIndex(n, ":"); i > strings.LastIndex(n, "/") {

@@ -43,6 +43,7 @@ func TestImageLookup(t *testing.T) {
 	// is ambiguous, 14 digits are not.
 	a := api.Image{Digest: digestOf("0123456789abc1"), Names: []string{"hello", "hello:1", "registry.local:5000/team/fn:v2"}, Platform: "linux/arm64"}
 	b := api.Image{Digest: digestOf("0123456789abc2"), Platform: "linux/arm64"}
+	b.Names = []string{"registry.local/fn@" + b.Digest}
 	// c's digest looks like a name that is also stored: "deadbeefcafe".
 	c := api.Image{Digest: digestOf("fedcba987654"), Names: []string{"deadbeefcafe:latest"}}
 	putImages(t, db, a, b, c)
@@ -68,6 +69,7 @@ func TestImageLookup(t *testing.T) {
 		{name: "explicit latest", ref: "hello:latest", want: a.Digest},
 		{name: "registry with port", ref: "registry.local:5000/team/fn:v2", want: a.Digest},
 		{name: "registry with port, no tag", ref: "registry.local:5000/team/fn", wantErr: errdefs.ErrNotFound},
+		{name: "pulled by digest", ref: "registry.local/fn@" + b.Digest, want: b.Digest},
 		{name: "hex-looking name", ref: "deadbeefcafe", want: c.Digest},
 		{name: "unknown tag", ref: "hello:2", wantErr: errdefs.ErrNotFound},
 		{name: "unknown name", ref: "nobody", wantErr: errdefs.ErrNotFound},
@@ -170,6 +172,8 @@ func TestPutImageRejects(t *testing.T) {
 		{name: "empty tag", img: api.Image{Digest: digestOf("ab"), Names: []string{"app:"}}},
 		{name: "name with a space", img: api.Image{Digest: digestOf("ab"), Names: []string{"my app"}}},
 		{name: "name that is a digest", img: api.Image{Digest: digestOf("ab"), Names: []string{digestOf("cd")}}},
+		{name: "name at a short digest", img: api.Image{Digest: digestOf("ab"), Names: []string{"fn@sha256:abc"}}},
+		{name: "nothing before @", img: api.Image{Digest: digestOf("ab"), Names: []string{"@" + digestOf("cd")}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

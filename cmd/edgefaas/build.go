@@ -14,60 +14,91 @@ import (
 	"github.com/edgefaas/edgefaas/images"
 )
 
-// build makes an oci-archive without Docker. A directory holding a Go main
-// package is compiled static for the platform into an image that holds
-// only /fn; any other directory is taken as the image's root filesystem.
+// buildFlags are the settings of edgefaas build.
+type buildFlags struct {
+	tag, out, platforms, mode, entry, from, workdir, user string
+	env                                                   listFlag
+}
+
+// build makes an oci-archive without Docker, for one platform or several.
+// A directory holding a Go main package is compiled static per platform
+// into /fn; any other directory's files are the top layer as they are.
+// With --from they go over a base image (an archive, a layout directory or
+// a registry reference); without it, over an empty base.
 func (c *cli) build(ctx context.Context, args []string) error {
 	fs := newFlags("build")
-	tag := fs.String("t", "", "NAME:TAG of the image")
-	out := fs.String("o", "", "archive file to write")
-	platform := fs.String("platform", "linux/"+runtime.GOARCH, "os/arch[/variant]")
-	mode := fs.String("mode", api.ModeHTTP, "the function's mode, recorded as an image label")
-	entry := fs.String("entrypoint", "", "entrypoint, split at spaces (default /fn for Go)")
-	var env listFlag
-	fs.Var(&env, "env", "K=V, repeatable")
+	var f buildFlags
+	fs.StringVar(&f.tag, "t", "", "NAME:TAG of the image")
+	fs.StringVar(&f.out, "o", "", "archive file to write")
+	fs.StringVar(&f.platforms, "platform", "linux/"+runtime.GOARCH, "os/arch[/variant], comma-separated for a multi-platform image")
+	fs.StringVar(&f.mode, "mode", api.ModeHTTP, "the function's mode, recorded as an image label")
+	fs.StringVar(&f.entry, "entrypoint", "", "entrypoint, split at spaces (default /fn for Go, else the base's)")
+	fs.StringVar(&f.from, "from", "", "base image: archive, layout directory or registry reference (default: empty)")
+	fs.StringVar(&f.workdir, "workdir", "", "working directory of the function")
+	fs.StringVar(&f.user, "user", "", "user[:group] the function runs as")
+	fs.Var(&f.env, "env", "K=V, repeatable")
 	dir, err := oneName(fs, args, "DIR")
 	if err != nil {
 		return err
 	}
-	if *tag == "" || *out == "" {
+	if f.tag == "" || f.out == "" {
 		return fmt.Errorf("build: -t NAME:TAG and -o FILE are required")
 	}
-	opts := images.BuildOptions{Dir: dir, Name: *tag, Platform: *platform}
-	opts.Config.Env = env
-	opts.Config.Labels = map[string]string{images.ModeLabel: *mode}
-	if isGoMain(dir) {
-		staged, err := os.MkdirTemp("", "edgefaas-build-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(staged)
-		if err := goBuild(ctx, dir, filepath.Join(staged, "fn"), *platform); err != nil {
-			return err
-		}
-		opts.Dir = staged
-		opts.Config.Entrypoint = []string{"/fn"}
-	}
-	if *entry != "" {
-		opts.Config.Entrypoint = strings.Fields(*entry)
-	}
-	if len(opts.Config.Entrypoint) == 0 {
-		return fmt.Errorf("build: %s is not a Go main package; give --entrypoint", dir)
-	}
-	f, err := os.Create(*out)
+	work, err := os.MkdirTemp("", "edgefaas-build-")
 	if err != nil {
 		return err
 	}
-	digest, err := images.WriteArchive(f, opts)
+	defer os.RemoveAll(work)
+	opts, err := f.options(ctx, dir, work)
+	if err != nil {
+		return err
+	}
+	digest, err := writeBuild(ctx, f.out, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "built %s %s (%s) -> %s\n", f.tag, digest, strings.Join(opts.Platforms, ","), f.out)
+	return nil
+}
+
+func (f *buildFlags) options(ctx context.Context, dir, work string) (images.BuildOptions, error) {
+	opts := images.BuildOptions{
+		Name: f.tag, From: f.from, WorkDir: work, Platforms: strings.Split(f.platforms, ","),
+		Files: func(string) (string, error) { return dir, nil },
+		Config: api.ImageConfig{Env: f.env, WorkingDir: f.workdir, User: f.user,
+			Labels: map[string]string{images.ModeLabel: f.mode}},
+	}
+	if isGoMain(dir) {
+		opts.Files = func(platform string) (string, error) {
+			staged := filepath.Join(work, "go", strings.ReplaceAll(platform, "/", "-"))
+			return staged, goBuild(ctx, dir, filepath.Join(staged, "fn"), platform)
+		}
+		opts.Config.Entrypoint = []string{"/fn"}
+	}
+	if f.entry != "" {
+		opts.Config.Entrypoint = strings.Fields(f.entry)
+	}
+	if len(opts.Config.Entrypoint) == 0 && f.from == "" {
+		return opts, fmt.Errorf("build: %s is not a Go main package; give --entrypoint (or --from a base that has one)", dir)
+	}
+	return opts, nil
+}
+
+// writeBuild writes the archive, leaving no partial file behind.
+func writeBuild(ctx context.Context, out string, opts images.BuildOptions) (string, error) {
+	f, err := os.Create(out)
+	if err != nil {
+		return "", err
+	}
+	digest, err := images.Build(ctx, f, opts)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(*out)
-		return err
+		os.Remove(out)
+		return "", err
 	}
-	fmt.Fprintf(c.out, "built %s %s (%s) -> %s\n", *tag, digest, *platform, *out)
-	return nil
+	return digest, nil
 }
 
 func isGoMain(dir string) bool {

@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/edgefaas/edgefaas/api"
+	"github.com/edgefaas/edgefaas/images"
 )
 
 func (c *cli) deploy(ctx context.Context, args []string) error {
@@ -25,7 +27,7 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 	var timeout, idle time.Duration
 	var recycleMemory string
 	var env listFlag
-	fs.StringVar(&spec.Image, "image", "", "image: NAME:TAG, a digest, or the path of an image archive")
+	fs.StringVar(&spec.Image, "image", "", "image: NAME:TAG, a digest, a registry reference (host/repo:tag), or an image archive or layout directory")
 	fs.StringVar(&spec.Mode, "mode", "", "http (default) or exec")
 	fs.StringVar(&memory, "memory", "", "memory limit, e.g. 128Mi")
 	fs.StringVar(&cpu, "cpu", "", "CPU limit in millicores, e.g. 500m")
@@ -86,16 +88,33 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 	return nil
 }
 
-// imageRef imports ref first when it names an archive file, and returns the
-// reference the agent knows it by.
+// imageRef imports ref first when it names an archive file or a layout
+// directory, pulls it (with progress) when it is a registry reference the
+// agent lacks, and returns the reference the agent knows it by.
 func (c *cli) imageRef(ctx context.Context, cl *api.Client, ref string) (string, error) {
 	if ref == "" {
 		return "", fmt.Errorf("--image is required")
 	}
-	if st, err := os.Stat(ref); err != nil || !st.Mode().IsRegular() {
+	if st, err := os.Stat(ref); err == nil && (st.Mode().IsRegular() || st.IsDir()) {
+		img, err := c.importFile(ctx, cl, ref, api.ImportOptions{})
+		if err != nil {
+			return "", err
+		}
+		return img.Digest, nil
+	}
+	if !images.IsRemote(ref) {
 		return ref, nil
 	}
-	img, err := c.importFile(ctx, cl, ref)
+	imgs, err := cl.Images(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, img := range imgs {
+		if slices.Contains(img.Names, ref) {
+			return img.Digest, nil
+		}
+	}
+	img, err := c.pull(ctx, cl, ref)
 	if err != nil {
 		return "", err
 	}

@@ -24,8 +24,10 @@ const usage = `edgefaas: deploy, invoke and inspect functions on an edgefaas age
   edgefaas ls | describe NAME | rm NAME
   edgefaas logs NAME [-f] [--since 10m] [--call ID] [--tail N]
   edgefaas usage [NAME] [--since 24h] [--by hour|day]
-  edgefaas image import FILE | ls | rm REF
-  edgefaas build DIR -t NAME:TAG -o FILE [--mode http|exec] [--entrypoint CMD]
+  edgefaas image import FILE|DIR [--name NAME:TAG] | pull REF | ls | rm REF | prune [--all]
+  edgefaas new NAME --lang go|sh            write a starter function in ./NAME
+  edgefaas build DIR -t NAME:TAG -o FILE [--platform linux/arm64,linux/arm/v7,linux/amd64]
+          [--from REF] [--mode http|exec] [--entrypoint CMD] [--env K=V]... [--workdir DIR] [--user U]
   edgefaas status | version
 
 The agent: --agent URL or EDGEFAAS_AGENT (unix:///run/edgefaas/edgefaasd.sock,
@@ -85,6 +87,8 @@ func run(ctx context.Context, args []string, in io.Reader, out io.Writer) error 
 		return c.image(ctx, rest)
 	case "build":
 		return c.build(ctx, rest)
+	case "new":
+		return c.newFunction(ctx, rest)
 	case "status":
 		return c.status(ctx, rest)
 	case "version":

@@ -116,6 +116,8 @@ func want(f *flag.Flag) string {
 		return " (want true or false)"
 	case time.Duration:
 		return " (want a duration like 72h or 30m)"
+	case int64:
+		return " (want a size like 512Mi or 4Gi)"
 	}
 	return ""
 }

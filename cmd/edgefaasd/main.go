@@ -107,6 +107,9 @@ func agentFlags(o *options, configFile *string) *flag.FlagSet {
 	fs.IntVar(&o.cfg.Prewarm, "prewarm", 4, "prewarmed sandboxes held for recently called functions (a cold start then costs about one exec); -1 for none")
 	fs.DurationVar(&o.cfg.PrewarmWindow, "prewarm-window", 10*time.Minute, "a function called within this keeps a prewarmed sandbox")
 	fs.IntVar(&o.cfg.AsyncQueue, "async-queue", 10000, "async calls that may wait in the durable queue before POST /async-function answers 429")
+	fs.Var(sizeFlag{&o.cfg.Images.Quota}, "image-quota", "most the image store may hold, blobs plus unpacked roots, e.g. 4Gi; 0 for no quota")
+	fs.Var(sizeFlag{&o.cfg.Images.MaxLayerBytes}, "layer-max-bytes", "most one image layer may unpack to, e.g. 1Gi; 0 for the default, 2Gi")
+	fs.IntVar(&o.cfg.Images.MaxLayerEntries, "layer-max-entries", 0, "most files one image layer may hold; 0 for the default, 200000")
 	fs.BoolVar(&o.debug, "debug", false, "log at debug level")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	return fs
