@@ -206,3 +206,52 @@ func (t Template) Expand(topic string, wild []string) (string, error) {
 
 // IsZero reports whether the template is empty (no reply).
 func (t Template) IsZero() bool { return len(t.parts) == 0 }
+
+// covers reports whether filter a matches every topic that filter b
+// matches (both valid).
+func covers(a, b string) bool {
+	al, bl := strings.Split(a, "/"), strings.Split(b, "/")
+	wild := func(l string) bool { return l == "+" || l == "#" }
+	// A broker does not match $-topics by a leading wildcard.
+	if wild(al[0]) && !wild(bl[0]) && strings.HasPrefix(bl[0], "$") {
+		return false
+	}
+	for i, x := range al {
+		if x == "#" {
+			return true
+		}
+		if i >= len(bl) || bl[i] == "#" || (x != "+" && x != bl[i]) {
+			return false
+		}
+	}
+	return len(al) == len(bl)
+}
+
+// coverFilters returns the smallest set of subscriptions that receives
+// every message of filters: a filter covered by another is left out (and
+// its QoS given to the one covering it). A broker such as mosquitto 2
+// sends one copy of a message per matching subscription of a client, and
+// each copy would run every matching binding again.
+func coverFilters(filters map[string]byte) map[string]byte {
+	out := map[string]byte{}
+	for f, q := range filters {
+		covered := false
+		for g := range filters {
+			if g != f && covers(g, f) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out[f] = q
+		}
+	}
+	for f, q := range filters {
+		for g := range out {
+			if covers(g, f) {
+				out[g] = max(out[g], q)
+			}
+		}
+	}
+	return out
+}

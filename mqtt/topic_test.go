@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -194,4 +195,27 @@ func fill(filter string, wild []string) string {
 		}
 	}
 	return strings.Join(levels, "/")
+}
+
+func TestCoverFilters(t *testing.T) {
+	tests := []struct {
+		name string
+		in   map[string]byte
+		want map[string]byte
+	}{
+		{"disjoint", map[string]byte{"a/+": 0, "b/#": 1}, map[string]byte{"a/+": 0, "b/#": 1}},
+		{"hash covers plus", map[string]byte{"a/#": 0, "a/+": 1, "a/b/c": 1}, map[string]byte{"a/#": 1}},
+		{"hash covers parent", map[string]byte{"a/#": 0, "a": 1}, map[string]byte{"a/#": 1}},
+		{"partial overlap kept", map[string]byte{"a/+/c": 1, "a/b/+": 0}, map[string]byte{"a/+/c": 1, "a/b/+": 0}},
+		{"plus not hash", map[string]byte{"a/+": 0, "a/#": 0}, map[string]byte{"a/#": 0}},
+		{"dollar not covered", map[string]byte{"#": 0, "$SYS/x": 1}, map[string]byte{"#": 0, "$SYS/x": 1}},
+		{"chain", map[string]byte{"#": 0, "a/#": 0, "a/b": 1}, map[string]byte{"#": 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := coverFilters(tt.in); !maps.Equal(got, tt.want) {
+				t.Fatalf("coverFilters(%v) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
 }

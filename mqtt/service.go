@@ -1,0 +1,424 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgefaas/edgefaas/api"
+	"github.com/edgefaas/edgefaas/errdefs"
+	"github.com/edgefaas/edgefaas/store"
+)
+
+// Broker kinds of Config.Broker besides a URL.
+const (
+	BrokerEmbedded = "embedded"
+	BrokerNone     = "none"
+)
+
+// Config configures a Service. Zero values have the defaults given.
+type Config struct {
+	// Broker is "embedded" (a broker inside the agent), "none" or the URL
+	// of an external broker: tcp://, ssl:// (tls://, mqtts://), ws:// or
+	// wss://. Required.
+	Broker string
+	// Listen is where the embedded broker listens; ":1883".
+	Listen string
+	// AuthFile is the embedded broker's users and ACL (mochi-mqtt's auth
+	// ledger, YAML or JSON). Without it only Anonymous lets clients in.
+	AuthFile  string
+	Anonymous bool // the embedded broker admits every client
+
+	// For an external broker: the client id of the persistent session
+	// (required: a stable id derived from the device), credentials and TLS.
+	ClientID           string
+	Username, Password string
+	CAFile             string        // trust these CAs instead of the system's
+	CertFile, KeyFile  string        // client certificate
+	KeepAlive          time.Duration // 30s
+
+	InboxSize  int           // inbox rows (a message times its matching bindings) before acks stop; 10000
+	OutboxSize int           // replies and dead letters waiting to be published; 10000
+	MaxPayload int           // larger messages are refused (logged, acknowledged, not run); 1 MiB
+	MaxTopic   int           // longer topics are refused likewise; 1024 bytes
+	Retries    int           // attempts after the first before a dead letter; 4; negative: none
+	Backoff    time.Duration // wait before the first retry, doubled for each next; 1s
+	Workers    int           // invocations running at once; 16
+	Window     int           // replies in flight to the broker at once (throttles resends after an outage); 32
+
+	// Bindings are the bindings at start, by function: set before the
+	// link connects, so that messages the broker kept for the session
+	// find them. SetBindings changes them later.
+	Bindings map[string][]api.MQTTBinding
+
+	DB     *store.DB   // required: the inbox and outbox
+	Invoke InvokeFunc  // required: runs one message
+	Logger *slog.Logger // slog.Default()
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":1883"
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 30 * time.Second
+	}
+	if c.InboxSize <= 0 {
+		c.InboxSize = 10000
+	}
+	if c.OutboxSize <= 0 {
+		c.OutboxSize = 10000
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = 1 << 20
+	}
+	if c.MaxTopic <= 0 {
+		c.MaxTopic = 1024
+	}
+	switch {
+	case c.Retries == 0:
+		c.Retries = 4
+	case c.Retries < 0:
+		c.Retries = 0
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = time.Second
+	}
+	if c.Workers <= 0 {
+		c.Workers = 16
+	}
+	if c.Window <= 0 {
+		c.Window = 32
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Delivery is one message for one binding of a function.
+type Delivery struct {
+	Function  string
+	Topic     string
+	Payload   []byte
+	QoS       byte // 0 or 1 (QoS 2 is served as 1)
+	Retained  bool // delivered from the broker's retained messages
+	Duplicate bool // the broker sent it again (DUP): it may have run before
+	Attempt   int  // 1 for the first attempt
+}
+
+// Outcome is how an invocation ended.
+type Outcome struct {
+	OK        bool
+	Body      []byte // the function's answer: the reply's payload
+	Status    string // the X-Faas-Status, for logs and dead letters
+	Error     string // what went wrong, when not OK
+	Permanent bool   // retrying cannot help (the function is gone, the message too large)
+}
+
+// InvokeFunc runs a delivery; it returns when the invocation ended.
+type InvokeFunc func(ctx context.Context, d Delivery) Outcome
+
+// link is the connection to the broker: paho to an external one, or the
+// embedded broker itself.
+type link interface {
+	setFilters(filters map[string]byte) // the subscriptions the bindings need
+	publish(ctx context.Context, topic string, payload []byte) error
+	status() string
+	close()
+}
+
+// Service is the MQTT trigger. It is safe for concurrent use.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	q        *queue
+	disp     *dispatcher
+	pub      *publisher
+	inSlots  *slots
+	outSlots *slots
+	link     link // nil with broker "none"
+
+	mu       sync.RWMutex
+	bindings map[string][]api.MQTTBinding // by function
+
+	stats counters
+}
+
+// counters are the Service's statistics.
+type counters struct {
+	received, redelivered, refused, dropped, handled, retries, deadLetters, published atomic.Int64
+}
+
+// Stats is a snapshot of the Service's counters, for metrics.
+type Stats struct {
+	Received    int64 // messages taken from the broker (a message counts once, whatever it matched)
+	Redelivered int64 // of those, sent again by the broker (DUP): possible duplicates
+	Refused     int64 // invalid, too large or unmatched messages, logged and not run
+	Dropped     int64 // QoS 0 messages dropped because the inbox was full
+	Handled     int64 // inbox rows done (ran successfully, or dead-lettered)
+	Retries     int64 // failed attempts that were retried
+	DeadLetters int64
+	Published   int64 // replies and dead letters the broker acknowledged
+	InboxDepth  int
+	OutboxDepth int
+}
+
+// Start opens the inbox and outbox, runs what a previous run left in them,
+// and connects to the broker (or starts the embedded one). With broker
+// "none" it returns a Service that only validates bindings.
+func Start(cfg Config) (*Service, error) {
+	if cfg.Broker == "" {
+		cfg.Broker = BrokerNone
+	}
+	if cfg.Broker != BrokerNone && (cfg.DB == nil || cfg.Invoke == nil) {
+		return nil, fmt.Errorf("mqtt: no database or invoke function: %w", errdefs.ErrInvalid)
+	}
+	cfg.setDefaults()
+	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "mqtt"), bindings: map[string][]api.MQTTBinding{},
+		inSlots: newSlots(cfg.InboxSize), outSlots: newSlots(cfg.OutboxSize)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for fn, bs := range cfg.Bindings {
+		if err := s.SetBindings(fn, bs); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Broker == BrokerNone {
+		return s, nil
+	}
+	if err := checkBrokerURL(cfg.Broker); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.q, err = openQueue(cfg.DB, s.log); err != nil {
+		return nil, err
+	}
+	s.disp = newDispatcher(s)
+	s.pub = newPublisher(s)
+	s.q.onInbox, s.q.onOutbox = s.disp.add, s.pub.add
+	ins, outs, err := s.q.load(s.ctx)
+	if err != nil {
+		s.q.close()
+		return nil, err
+	}
+	if len(ins)+len(outs) > 0 {
+		s.log.Info("resuming messages of the previous run", "inbox", len(ins), "outbox", len(outs))
+	}
+	s.inSlots.used, s.outSlots.used = len(ins), len(outs)
+	s.q.start()
+	if cfg.Broker == BrokerEmbedded {
+		s.link, err = startEmbedded(s)
+	} else {
+		s.link, err = dialBroker(s)
+	}
+	if err != nil {
+		s.q.close()
+		return nil, err
+	}
+	s.link.setFilters(s.filters())
+	s.disp.start(cfg.Workers)
+	s.disp.add(ins)
+	s.pub.start(cfg.Window)
+	s.pub.add(outs)
+	return s, nil
+}
+
+func checkBrokerURL(broker string) error {
+	if broker == BrokerEmbedded {
+		return nil
+	}
+	u, err := url.Parse(broker)
+	if err != nil || u.Host == "" || !slices.Contains([]string{"tcp", "ssl", "tls", "mqtts", "ws", "wss"}, u.Scheme) {
+		return fmt.Errorf("mqtt broker %q: want embedded, none or a tcp://, ssl://, ws:// or wss:// URL with a host: %w", broker, errdefs.ErrInvalid)
+	}
+	return nil
+}
+
+// Close stops taking messages, lets running invocations end and commits
+// what they left. Messages not yet run stay in the inbox for the next
+// start.
+func (s *Service) Close() error {
+	if s.q == nil {
+		return nil
+	}
+	s.inSlots.close()
+	s.outSlots.close()
+	s.link.close() // no new messages: unacknowledged ones stay with the broker
+	s.disp.close()
+	s.cancel()
+	s.pub.close()
+	s.q.close()
+	return nil
+}
+
+// Status is a short summary for the agent's status line: "none",
+// "embedded :1883" or the broker URL and whether it is connected.
+func (s *Service) Status() string {
+	if s.link == nil {
+		return BrokerNone
+	}
+	return s.link.status()
+}
+
+// Stats returns the counters.
+func (s *Service) Stats() Stats {
+	st := Stats{
+		Received: s.stats.received.Load(), Redelivered: s.stats.redelivered.Load(), Refused: s.stats.refused.Load(),
+		Dropped: s.stats.dropped.Load(), Handled: s.stats.handled.Load(), Retries: s.stats.retries.Load(),
+		DeadLetters: s.stats.deadLetters.Load(), Published: s.stats.published.Load(),
+		InboxDepth: s.inSlots.inUse(), OutboxDepth: s.outSlots.inUse(),
+	}
+	return st
+}
+
+// ValidateBinding checks a binding as deployed: its filter, QoS 0, 1 or 2
+// (2 is served as 1) and its reply template.
+func ValidateBinding(b api.MQTTBinding) error {
+	if err := ValidateFilter(b.Filter); err != nil {
+		return err
+	}
+	if b.QoS > 2 {
+		return fmt.Errorf("mqtt binding %q: qos %d, want 0, 1 or 2: %w", b.Filter, b.QoS, errdefs.ErrInvalid)
+	}
+	if b.Reply == "" {
+		return nil
+	}
+	_, err := ParseTemplate(b.Reply, b.Filter)
+	return err
+}
+
+// SetBindings replaces a function's bindings (none: the function no longer
+// takes messages) and updates the subscriptions.
+func (s *Service) SetBindings(function string, bs []api.MQTTBinding) error {
+	for _, b := range bs {
+		if err := ValidateBinding(b); err != nil {
+			return fmt.Errorf("function %q: %w", function, err)
+		}
+	}
+	s.mu.Lock()
+	if len(bs) == 0 {
+		delete(s.bindings, function)
+	} else {
+		s.bindings[function] = slices.Clone(bs)
+	}
+	s.mu.Unlock()
+	if s.link != nil {
+		s.link.setFilters(s.filters())
+	}
+	return nil
+}
+
+// filters are the subscriptions the bindings need.
+func (s *Service) filters() map[string]byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	filters := map[string]byte{}
+	for _, fbs := range s.bindings {
+		for _, b := range fbs {
+			filters[b.Filter] = max(filters[b.Filter], min(b.QoS, 1))
+		}
+	}
+	return coverFilters(filters)
+}
+
+// inbound is a message as the broker delivered it.
+type inbound struct {
+	topic   string
+	payload []byte
+	qos     byte
+	retain  bool
+	dup     bool
+}
+
+// accept takes a message from the broker into the inbox. It returns nil
+// when the message may be acknowledged: committed (and, for QoS 1, fsynced),
+// or refused for good (logged). It returns an error when the message must
+// not be acknowledged, so that the broker keeps it: the agent is closing,
+// or the commit failed. When the inbox is full, a QoS 1 message waits here
+// for room, unacknowledged.
+func (s *Service) accept(in inbound, external bool) error {
+	var ms []*message
+	if in.topic != "" {
+		ms = s.match(in)
+	}
+	if len(ms) == 0 && !external {
+		return nil // the embedded broker shows the agent every message, not only its own
+	}
+	s.stats.received.Add(1)
+	if in.dup {
+		s.stats.redelivered.Add(1)
+	}
+	if err := s.check(in); err != nil {
+		s.refuse(in, err.Error())
+		return nil
+	}
+	if len(ms) == 0 {
+		s.refuse(in, "no binding matches it (removed since the broker sent it)")
+		return nil
+	}
+	if in.qos == 0 {
+		if !s.inSlots.tryTake(len(ms)) {
+			s.stats.dropped.Add(1)
+			s.refuse(in, fmt.Sprintf("inbox full (%d): QoS 0 message dropped", s.cfg.InboxSize))
+			return nil
+		}
+		return s.q.submit(&op{insert: ms})
+	}
+	if !s.inSlots.take(len(ms), func() {
+		s.log.Warn("inbox full: holding acknowledgements, the broker keeps the messages", "inbox", s.cfg.InboxSize, "topic", in.topic)
+	}) {
+		return fmt.Errorf("mqtt: closing: %w", errdefs.ErrUnavailable)
+	}
+	if err := s.q.submit(&op{insert: ms, durable: true, result: make(chan error, 1)}); err != nil {
+		s.inSlots.release(len(ms))
+		return err
+	}
+	return nil
+}
+
+func (s *Service) check(in inbound) error {
+	if len(in.topic) > s.cfg.MaxTopic {
+		return fmt.Errorf("topic of %d bytes is over the limit of %d", len(in.topic), s.cfg.MaxTopic)
+	}
+	if err := ValidateTopic(in.topic); err != nil {
+		return err
+	}
+	if len(in.payload) > s.cfg.MaxPayload {
+		return fmt.Errorf("payload of %d bytes is over the limit of %d: %w", len(in.payload), s.cfg.MaxPayload, errdefs.ErrTooLarge)
+	}
+	return nil
+}
+
+// refuse logs a message that is not run, with why.
+func (s *Service) refuse(in inbound, why string) {
+	s.stats.refused.Add(1)
+	s.log.Warn("mqtt message refused", "topic", in.topic, "qos", in.qos, "bytes", len(in.payload), "reason", why)
+}
+
+// match makes one inbox row per binding the message matches; a message
+// that matches two bindings (of one function or two) runs for both.
+func (s *Service) match(in inbound) []*message {
+	now := time.Now()
+	qos := min(in.qos, 1) // QoS 2 is served as QoS 1
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ms []*message
+	for fn, bs := range s.bindings {
+		for _, b := range bs {
+			if _, ok := Match(b.Filter, in.topic); !ok {
+				continue
+			}
+			ms = append(ms, &message{function: fn, filter: b.Filter, reply: b.Reply, ordered: b.Ordered,
+				topic: in.topic, payload: in.payload, qos: qos, retain: in.retain, dup: in.dup, received: now})
+		}
+	}
+	return ms
+}
