@@ -56,8 +56,8 @@ type Config struct {
 	// find them. SetBindings changes them later.
 	Bindings map[string][]api.MQTTBinding
 
-	DB     *store.DB   // required: the inbox and outbox
-	Invoke InvokeFunc  // required: runs one message
+	DB     *store.DB    // required: the inbox and outbox
+	Invoke InvokeFunc   // required: runs one message
 	Logger *slog.Logger // slog.Default()
 }
 
