@@ -9,6 +9,7 @@ import (
 	"github.com/edgefaas/edgefaas/cgroups"
 	"github.com/edgefaas/edgefaas/errdefs"
 	"github.com/edgefaas/edgefaas/images"
+	"github.com/edgefaas/edgefaas/mqtt"
 )
 
 var validName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -29,6 +30,11 @@ func validate(spec api.FunctionSpec) error {
 	}
 	if spec.Timeout < 0 || spec.Concurrency < 0 || spec.MaxRequest < 0 || spec.MaxResponse < 0 {
 		return fmt.Errorf("function %q: negative timeout, concurrency or size limit: %w", spec.Name, errdefs.ErrInvalid)
+	}
+	for _, b := range spec.MQTT {
+		if err := mqtt.ValidateBinding(b); err != nil {
+			return fmt.Errorf("function %q: mqtt binding: %w", spec.Name, err)
+		}
 	}
 	return nil
 }
@@ -57,6 +63,7 @@ func (a *Agent) deploy(ctx context.Context, spec api.FunctionSpec) (api.Function
 		return api.Function{}, err
 	}
 	a.invoker.set(fn, tmpl)
+	a.setBindings(spec.Name, spec.MQTT)
 	a.log.Info("deployed", "function", spec.Name, "version", fn.Version, "image", img.Digest, "mode", spec.Mode)
 	return fn, nil
 }
@@ -98,6 +105,7 @@ func (a *Agent) remove(ctx context.Context, name string) error {
 		return err
 	}
 	a.invoker.remove(name)
+	a.setBindings(name, nil)
 	if err := a.logs.Remove(name); err != nil {
 		a.log.Warn("removing function logs", "function", name, "err", err)
 	}

@@ -129,7 +129,8 @@ func (a *agentProc) start() {
 	t.Helper()
 	a.logs = &syncBuffer{}
 	a.cmd = exec.Command(built.edgefaasd, "--state-dir", a.state, "--api-socket", a.sock,
-		"--listen", "127.0.0.1:0", "--cgroup-parent", a.cgroupParent)
+		"--listen", "127.0.0.1:0", "--cgroup-parent", a.cgroupParent,
+		"--mqtt-broker", "none")
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	// No Pdeathsig here: it fires when the *thread* that forked the agent
 	// exits, and the benchmarks' dialIn retires locked threads, which killed

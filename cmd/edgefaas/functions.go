@@ -32,6 +32,8 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 	fs.DurationVar(&timeout, "timeout", 0, "per-invocation timeout, e.g. 10s")
 	fs.IntVar(&spec.Concurrency, "concurrency", 0, "concurrent invocations per instance")
 	fs.Var(&env, "env", "K=V, repeatable")
+	var bindings listFlag
+	fs.Var(&bindings, "mqtt", "MQTT binding 'FILTER[=REPLY][;qos=0|1|2][;ordered]', repeatable (reply template: {topic}, {1}, {2}...)")
 	name, err := oneName(fs, args, "function NAME")
 	if err != nil {
 		return err
@@ -57,6 +59,13 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 			spec.Env = map[string]string{}
 		}
 		spec.Env[k] = v
+	}
+	for _, v := range bindings {
+		b, err := parseBinding(v)
+		if err != nil {
+			return err
+		}
+		spec.MQTT = append(spec.MQTT, b)
 	}
 	cl, err := c.client()
 	if err != nil {
