@@ -101,18 +101,21 @@ type agentProc struct {
 	sock         string
 	gw           string // http://127.0.0.1:PORT
 	cgroupParent string
+	extra        []string // more flags; later flags win over the defaults
 	logs         *syncBuffer
 }
 
 var agentSeq int
 
-func startAgent(t testing.TB) *agentProc {
+// startAgent starts an agent without MQTT; extra flags are added (and win).
+func startAgent(t testing.TB, extra ...string) *agentProc {
 	t.Helper()
 	agentSeq++
 	a := &agentProc{
 		t:            t,
 		state:        t.TempDir(),
 		cgroupParent: fmt.Sprintf("edgefaas-it-%d-%d", os.Getpid(), agentSeq),
+		extra:        extra,
 	}
 	a.sock = filepath.Join(a.state, "api.sock")
 	a.start()
@@ -128,9 +131,9 @@ func (a *agentProc) start() {
 	t := a.t
 	t.Helper()
 	a.logs = &syncBuffer{}
-	a.cmd = exec.Command(built.edgefaasd, "--state-dir", a.state, "--api-socket", a.sock,
+	a.cmd = exec.Command(built.edgefaasd, append([]string{"--state-dir", a.state, "--api-socket", a.sock,
 		"--listen", "127.0.0.1:0", "--cgroup-parent", a.cgroupParent,
-		"--mqtt-broker", "none")
+		"--mqtt-broker", "none"}, a.extra...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	// No Pdeathsig here: it fires when the *thread* that forked the agent
 	// exits, and the benchmarks' dialIn retires locked threads, which killed
