@@ -220,7 +220,7 @@ func (s *Service) handle(m *message) {
 		if m.reply != "" {
 			if r, err := s.replyTopic(m); err != nil {
 				log.Warn("reply not published: bad reply topic", "reply", m.reply, "err", err)
-			} else {
+			} else if !s.publishNow(r, out.Body) {
 				outs = append(outs, &outMsg{topic: r, payload: out.Body})
 			}
 		}
@@ -241,6 +241,24 @@ func (s *Service) handle(m *message) {
 		s.stats.deadLetters.Add(1)
 		s.finish(m, []*outMsg{{topic: DeadLetterPrefix + m.function, payload: deadLetter(m, out)}})
 	}
+}
+
+// publishNow publishes a reply at once when the broker is reachable and
+// the outbox is empty (so replies do not overtake a backlog), and reports
+// whether the broker acknowledged it. The message stays in the inbox until
+// then: a crash before the acknowledgement runs it again (a duplicate at
+// worst). When it fails, the reply goes to the durable outbox instead.
+func (s *Service) publishNow(topic string, payload []byte) bool {
+	if s.outSlots.inUse() > 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, publishTimeout)
+	defer cancel()
+	if err := s.link.publish(ctx, topic, payload); err != nil {
+		return false
+	}
+	s.stats.published.Add(1)
+	return true
 }
 
 // finish deletes m from the inbox and queues its replies in the same

@@ -67,6 +67,7 @@ const maxBatch = 512
 type queue struct {
 	db      *store.DB
 	conn    *sql.Conn
+	stmts   map[string]*sql.Stmt // prepared once on conn: by the SQL below
 	log     *slog.Logger
 	syncWAL func() error
 
@@ -80,13 +81,32 @@ type queue struct {
 	onOutbox func([]*outMsg)
 }
 
+// The writer's statements, prepared once on its connection (preparing per
+// statement would cost as much as the insert).
+const (
+	sqlInsertInbox = `INSERT INTO mqtt_inbox
+		(function_name, filter, reply, ordered, topic, payload, qos, retain, dup, received_ns)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlDeleteInbox  = `DELETE FROM mqtt_inbox WHERE id = ?`
+	sqlUpdateInbox  = `UPDATE mqtt_inbox SET attempts = ?, last_error = ? WHERE id = ?`
+	sqlInsertOutbox = `INSERT INTO mqtt_outbox (topic, payload, created_ns) VALUES (?, ?, ?)`
+	sqlDeleteOutbox = `DELETE FROM mqtt_outbox WHERE id = ?`
+)
+
 func openQueue(db *store.DB, log *slog.Logger) (*queue, error) {
 	conn, err := db.SQL().Conn(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: writer connection: %w", err)
 	}
-	return &queue{db: db, conn: conn, log: log, syncWAL: db.SyncWAL,
-		ops: make(chan *op, 4*maxBatch), done: make(chan struct{})}, nil
+	q := &queue{db: db, conn: conn, log: log, syncWAL: db.SyncWAL, stmts: map[string]*sql.Stmt{},
+		ops: make(chan *op, 4*maxBatch), done: make(chan struct{})}
+	for _, query := range []string{sqlInsertInbox, sqlDeleteInbox, sqlUpdateInbox, sqlInsertOutbox, sqlDeleteOutbox} {
+		if q.stmts[query], err = conn.PrepareContext(context.Background(), query); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("mqtt: prepare: %w", err)
+		}
+	}
+	return q, nil
 }
 
 func (q *queue) start() { go q.writer() }
@@ -121,6 +141,9 @@ func (q *queue) close() {
 	if err := q.syncWAL(); err != nil {
 		q.log.Error("syncing the WAL at close", "err", err)
 	}
+	for _, st := range q.stmts {
+		st.Close()
+	}
 	q.conn.Close()
 }
 
@@ -148,6 +171,11 @@ func (q *queue) writer() {
 // commit applies a batch in one transaction. If it fails, every op of the
 // batch gets the error: a message is then not acknowledged, and the broker
 // sends it again.
+//
+// Committed rows go to the workers and the publisher before the fsync: the
+// invocation overlaps it. Only the acknowledgement waits for the fsync; if
+// the power goes first, the broker sends the message again (run twice at
+// worst, never lost).
 func (q *queue) commit(batch []*op) {
 	durable := false
 	err := q.inTx(func() error {
@@ -159,41 +187,41 @@ func (q *queue) commit(batch []*op) {
 		}
 		return nil
 	})
-	if err == nil && durable {
-		err = q.syncWAL()
-	}
-	if err != nil {
-		q.log.Error("committing to the MQTT inbox failed", "ops", len(batch), "err", err)
-		err = fmt.Errorf("mqtt: inbox commit: %w", err)
-	}
-	var ins []*message
-	var outs []*outMsg
-	for _, o := range batch {
-		if err == nil {
+	if err == nil {
+		var ins []*message
+		var outs []*outMsg
+		for _, o := range batch {
 			ins = append(ins, o.insert...)
 			outs = append(outs, o.out...)
 			if o.afterwards != nil {
 				o.afterwards()
 			}
 		}
+		if len(ins) > 0 {
+			q.onInbox(ins)
+		}
+		if len(outs) > 0 {
+			q.onOutbox(outs)
+		}
+		if durable {
+			err = q.syncWAL()
+		}
+	}
+	if err != nil {
+		q.log.Error("committing to the MQTT inbox failed", "ops", len(batch), "err", err)
+		err = fmt.Errorf("mqtt: inbox commit: %w", err)
+	}
+	for _, o := range batch {
 		if o.result != nil {
 			o.result <- err
 		}
-	}
-	if len(ins) > 0 {
-		q.onInbox(ins)
-	}
-	if len(outs) > 0 {
-		q.onOutbox(outs)
 	}
 }
 
 func (q *queue) apply(o *op) error {
 	for _, m := range o.insert {
-		res, err := q.conn.ExecContext(context.Background(), `INSERT INTO mqtt_inbox
-			(function_name, filter, reply, ordered, topic, payload, qos, retain, dup, received_ns)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.function, m.filter, m.reply, m.ordered, m.topic, m.payload, m.qos, m.retain, m.dup, m.received.UnixNano())
+		res, err := q.stmts[sqlInsertInbox].Exec(m.function, m.filter, m.reply, m.ordered, m.topic, m.payload,
+			m.qos, m.retain, m.dup, m.received.UnixNano())
 		if err != nil {
 			return err
 		}
@@ -202,19 +230,17 @@ func (q *queue) apply(o *op) error {
 		}
 	}
 	if o.done != 0 {
-		if _, err := q.conn.ExecContext(context.Background(), `DELETE FROM mqtt_inbox WHERE id = ?`, o.done); err != nil {
+		if _, err := q.stmts[sqlDeleteInbox].Exec(o.done); err != nil {
 			return err
 		}
 	}
-	if m := o.retry; m != nil {
-		if _, err := q.conn.ExecContext(context.Background(), `UPDATE mqtt_inbox SET attempts = ?, last_error = ? WHERE id = ?`,
-			m.attempts, m.lastErr, m.id); err != nil {
+	if a := o.retry; a != nil {
+		if _, err := q.stmts[sqlUpdateInbox].Exec(a.attempts, a.lastErr, a.id); err != nil {
 			return err
 		}
 	}
 	for _, m := range o.out {
-		res, err := q.conn.ExecContext(context.Background(), `INSERT INTO mqtt_outbox (topic, payload, created_ns) VALUES (?, ?, ?)`,
-			m.topic, m.payload, time.Now().UnixNano())
+		res, err := q.stmts[sqlInsertOutbox].Exec(m.topic, m.payload, time.Now().UnixNano())
 		if err != nil {
 			return err
 		}
@@ -223,7 +249,7 @@ func (q *queue) apply(o *op) error {
 		}
 	}
 	if o.published != 0 {
-		if _, err := q.conn.ExecContext(context.Background(), `DELETE FROM mqtt_outbox WHERE id = ?`, o.published); err != nil {
+		if _, err := q.stmts[sqlDeleteOutbox].Exec(o.published); err != nil {
 			return err
 		}
 	}

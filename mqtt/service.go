@@ -201,6 +201,7 @@ func Start(cfg Config) (*Service, error) {
 	if s.q, err = openQueue(cfg.DB, s.log); err != nil {
 		return nil, err
 	}
+	s.q.start() // idle until the first op; close needs it running
 	s.disp = newDispatcher(s)
 	s.pub = newPublisher(s)
 	s.q.onInbox, s.q.onOutbox = s.disp.add, s.pub.add
@@ -213,7 +214,6 @@ func Start(cfg Config) (*Service, error) {
 		s.log.Info("resuming messages of the previous run", "inbox", len(ins), "outbox", len(outs))
 	}
 	s.inSlots.used, s.outSlots.used = len(ins), len(outs)
-	s.q.start()
 	if cfg.Broker == BrokerEmbedded {
 		s.link, err = startEmbedded(s)
 	} else {
