@@ -114,7 +114,8 @@ func (h *inboxHook) Provides(b byte) bool { return b == mochi.OnPublish }
 func (h *inboxHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	// Live publishes reach a subscriber with retain off (MQTT 3.1.1
 	// section 3.3.1.3), so the function sees them so too.
-	err := h.s.accept(inbound{topic: pk.TopicName, payload: pk.Payload, qos: pk.FixedHeader.Qos, dup: pk.FixedHeader.Dup}, false)
+	err := h.s.accept(inbound{topic: pk.TopicName, payload: pk.Payload, qos: pk.FixedHeader.Qos, dup: pk.FixedHeader.Dup,
+		internal: cl.Net.Inline}, false)
 	if err != nil {
 		// Not acknowledged, not passed on: the publisher sends it again
 		// once it reconnects.

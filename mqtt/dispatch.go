@@ -57,6 +57,13 @@ func (s *slots) tryTake(n int) bool {
 	return true
 }
 
+// force reserves n slots whether or not they are free.
+func (s *slots) force(n int) {
+	s.mu.Lock()
+	s.used += n
+	s.mu.Unlock()
+}
+
 func (s *slots) release(n int) {
 	s.mu.Lock()
 	s.used -= n

@@ -336,6 +336,12 @@ type inbound struct {
 	qos     byte
 	retain  bool
 	dup     bool
+	// internal: published by the agent itself (a reply that feeds another
+	// binding, through the embedded broker). It never waits for room:
+	// the workers that would make room are the ones publishing, so
+	// waiting could deadlock; the bound is exceeded by at most the
+	// replies in flight (Workers + Window).
+	internal bool
 }
 
 // accept takes a message from the broker into the inbox. It returns nil
@@ -372,7 +378,9 @@ func (s *Service) accept(in inbound, external bool) error {
 		}
 		return s.q.submit(&op{insert: ms})
 	}
-	if !s.inSlots.take(len(ms), func() {
+	if in.internal {
+		s.inSlots.force(len(ms))
+	} else if !s.inSlots.take(len(ms), func() {
 		s.log.Warn("inbox full: holding acknowledgements, the broker keeps the messages", "inbox", s.cfg.InboxSize, "topic", in.topic)
 	}) {
 		return fmt.Errorf("mqtt: closing: %w", errdefs.ErrUnavailable)

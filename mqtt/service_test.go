@@ -348,3 +348,20 @@ func TestBindingValidation(t *testing.T) {
 		t.Errorf("valid binding refused: %v", err)
 	}
 }
+
+// TestChain: a reply that matches another binding runs that function too.
+func TestChain(t *testing.T) {
+	brokers(t, func(t *testing.T, broker string) {
+		s := startService(t, Config{Broker: broker, Invoke: echo})
+		bind(t, s, "first", api.MQTTBinding{Filter: "a/+", Reply: "b/{1}", QoS: 1})
+		bind(t, s, "second", api.MQTTBinding{Filter: "b/+", Reply: "c/{1}", QoS: 1})
+		c := testClient(t, brokerAddr(s))
+		col := collect(t, c, "c/#")
+		waitSubscribed(t, s)
+		publish(t, c, 1, "a/x", "hi")
+		waitFor(t, 10*time.Second, "the second reply", func() bool { return col.count() == 1 })
+		if got := col.get("c/x"); len(got) != 1 || got[0] != "echo:echo:hi" {
+			t.Fatalf("c/x got %q", got)
+		}
+	})
+}
