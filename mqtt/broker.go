@@ -115,7 +115,7 @@ func (h *inboxHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Pack
 	// Live publishes reach a subscriber with retain off (MQTT 3.1.1
 	// section 3.3.1.3), so the function sees them so too.
 	err := h.s.accept(inbound{topic: pk.TopicName, payload: pk.Payload, qos: pk.FixedHeader.Qos, dup: pk.FixedHeader.Dup,
-		internal: cl.Net.Inline}, false)
+		internal: cl.Net.Inline}, false, nil)
 	if err != nil {
 		// Not acknowledged, not passed on: the publisher sends it again
 		// once it reconnects.

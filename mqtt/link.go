@@ -29,9 +29,14 @@ import (
 //     the message, so a crash before the commit makes the broker resend.
 //   - paho's memory store only: its FileStore does no fsync and panics on
 //     I/O errors; the inbox and outbox in SQLite are the record.
-//   - OrderMatters(false): each message gets its own goroutine, so a
-//     handler waiting for the commit (or for room in the inbox) does not
-//     stall paho's reader. Ordering where wanted is the dispatcher's.
+//   - OrderMatters(true), with a handler that does not wait for the commit:
+//     it queues the message for the writer and returns; the writer acks it
+//     after the fsync. So messages reach the inbox in the broker's order
+//     (ordered bindings rely on it; with OrderMatters(false) paho starts a
+//     goroutine per message, and they can overtake each other), and the
+//     pitfall of a blocking handler stalling the client does not apply.
+//     The handler blocks only while the inbox is full: then not reading
+//     from the broker is the point.
 type pahoLink struct {
 	s      *Service
 	client paho.Client
@@ -53,7 +58,7 @@ func dialBroker(s *Service) (*pahoLink, error) {
 		SetCleanSession(false).
 		SetResumeSubs(false).
 		SetStore(paho.NewMemoryStore()).
-		SetOrderMatters(false).
+		SetOrderMatters(true).
 		SetAutoAckDisabled(true).
 		SetKeepAlive(cfg.KeepAlive).
 		SetPingTimeout(10 * time.Second).
@@ -165,17 +170,15 @@ func (l *pahoLink) setFilters(filters map[string]byte) {
 	}
 }
 
-// onMessage runs in its own goroutine per message (OrderMatters false).
+// onMessage runs on paho's router goroutine, one message at a time.
 func (l *pahoLink) onMessage(_ paho.Client, m paho.Message) {
-	err := l.s.accept(inbound{topic: m.Topic(), payload: m.Payload(), qos: m.Qos(), retain: m.Retained(), dup: m.Duplicate()}, true)
-	if err != nil {
-		// Not acknowledged: the broker sends it again after a reconnect.
-		l.s.log.Warn("mqtt message not acknowledged", "topic", m.Topic(), "err", err)
-		return
+	// m.Ack runs only once the message is committed to the inbox and the
+	// WAL fsynced (or refused for good). A crash before makes the broker
+	// send it again.
+	in := inbound{topic: m.Topic(), payload: m.Payload(), qos: m.Qos(), retain: m.Retained(), dup: m.Duplicate()}
+	if err := l.s.accept(in, true, m.Ack); err != nil {
+		l.s.log.Warn("mqtt message not acknowledged: the broker sends it again", "topic", m.Topic(), "err", err)
 	}
-	// Only now: the message is committed to the inbox (or refused for
-	// good). A crash before this line makes the broker send it again.
-	m.Ack()
 }
 
 func (l *pahoLink) publish(ctx context.Context, topic string, payload []byte) error {

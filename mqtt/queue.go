@@ -46,6 +46,7 @@ type op struct {
 	published  int64      // outbox row to delete
 	durable    bool       // fsync the WAL before answering (QoS 1 messages)
 	result     chan error // capacity 1, or nil: nobody waits
+	then       func(error) // or nil: run by the writer after the commit (and fsync), with its error
 	afterwards func()     // run by the writer after the commit succeeded
 }
 
@@ -214,6 +215,9 @@ func (q *queue) commit(batch []*op) {
 	for _, o := range batch {
 		if o.result != nil {
 			o.result <- err
+		}
+		if o.then != nil {
+			o.then(err)
 		}
 	}
 }

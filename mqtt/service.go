@@ -344,19 +344,30 @@ type inbound struct {
 	internal bool
 }
 
-// accept takes a message from the broker into the inbox. It returns nil
-// when the message may be acknowledged: committed (and, for QoS 1, fsynced),
-// or refused for good (logged). It returns an error when the message must
-// not be acknowledged, so that the broker keeps it: the agent is closing,
-// or the commit failed. When the inbox is full, a QoS 1 message waits here
-// for room, unacknowledged.
-func (s *Service) accept(in inbound, external bool) error {
+// accept takes a message from the broker into the inbox, and says when it
+// may be acknowledged: once committed (and, for QoS 1, fsynced), or at once
+// when it is refused for good (logged) or is a QoS 0 message.
+//
+// With ack nil, accept waits for that and returns nil; with ack set, it
+// returns as soon as the message is queued for its commit, and the writer
+// calls ack after the fsync (the paho link: its reader is not held up by
+// the commit, and messages reach the inbox in the broker's order). ack is
+// never called when the commit fails, and accept returns an error when the
+// agent is closing: the broker keeps the message and sends it again. When
+// the inbox is full, a QoS 1 message waits here for room, unacknowledged.
+func (s *Service) accept(in inbound, external bool, ack func()) error {
+	now := func() error {
+		if ack != nil {
+			ack()
+		}
+		return nil
+	}
 	var ms []*message
 	if in.topic != "" {
 		ms = s.match(in)
 	}
 	if len(ms) == 0 && !external {
-		return nil // the embedded broker shows the agent every message, not only its own
+		return now() // the embedded broker shows the agent every message, not only its own
 	}
 	s.stats.received.Add(1)
 	if in.dup {
@@ -364,29 +375,51 @@ func (s *Service) accept(in inbound, external bool) error {
 	}
 	if err := s.check(in); err != nil {
 		s.refuse(in, err.Error())
-		return nil
+		return now()
 	}
 	if len(ms) == 0 {
 		s.refuse(in, "no binding matches it (removed since the broker sent it)")
-		return nil
+		return now()
 	}
+	n := len(ms)
 	if in.qos == 0 {
-		if !s.inSlots.tryTake(len(ms)) {
+		if !s.inSlots.tryTake(n) {
 			s.stats.dropped.Add(1)
 			s.refuse(in, fmt.Sprintf("inbox full (%d): QoS 0 message dropped", s.cfg.InboxSize))
-			return nil
+			return now()
 		}
-		return s.q.submit(&op{insert: ms})
+		err := s.q.submit(&op{insert: ms, then: func(err error) {
+			if err != nil {
+				s.inSlots.release(n)
+			}
+		}})
+		if err != nil {
+			s.inSlots.release(n)
+		}
+		return now()
 	}
 	if in.internal {
-		s.inSlots.force(len(ms))
-	} else if !s.inSlots.take(len(ms), func() {
+		s.inSlots.force(n)
+	} else if !s.inSlots.take(n, func() {
 		s.log.Warn("inbox full: holding acknowledgements, the broker keeps the messages", "inbox", s.cfg.InboxSize, "topic", in.topic)
 	}) {
 		return fmt.Errorf("mqtt: closing: %w", errdefs.ErrUnavailable)
 	}
-	if err := s.q.submit(&op{insert: ms, durable: true, result: make(chan error, 1)}); err != nil {
-		s.inSlots.release(len(ms))
+	o := &op{insert: ms, durable: true}
+	if ack == nil {
+		o.result = make(chan error, 1)
+	} else {
+		o.then = func(err error) {
+			if err != nil {
+				s.inSlots.release(n)
+				s.log.Warn("mqtt message not acknowledged: the broker sends it again", "topic", in.topic, "err", err)
+				return
+			}
+			ack()
+		}
+	}
+	if err := s.q.submit(o); err != nil {
+		s.inSlots.release(n) // o.then does not run: the writer never had it, or it failed
 		return err
 	}
 	return nil

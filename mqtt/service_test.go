@@ -219,45 +219,52 @@ func TestRetriesThenDeadLetter(t *testing.T) {
 // TestOrdered: an ordered binding runs one message per topic at a time, in
 // order, while topics run in parallel.
 func TestOrdered(t *testing.T) {
-	var mu sync.Mutex
-	seen := map[string][]string{}
-	busy := map[string]bool{}
-	var overlap atomic.Bool
-	s := startService(t, Config{Broker: BrokerEmbedded, Workers: 8, Invoke: func(_ context.Context, d Delivery) Outcome {
-		mu.Lock()
-		if busy[d.Topic] {
-			overlap.Store(true)
+	brokers(t, func(t *testing.T, broker string) {
+		var mu sync.Mutex
+		seen := map[string][]string{}
+		busy := map[string]bool{}
+		var overlap atomic.Bool
+		s := startService(t, Config{Broker: broker, Workers: 8, Invoke: func(_ context.Context, d Delivery) Outcome {
+			mu.Lock()
+			if busy[d.Topic] {
+				overlap.Store(true)
+			}
+			busy[d.Topic] = true
+			mu.Unlock()
+			time.Sleep(time.Millisecond) // the work of the function, so that overlap would show
+			mu.Lock()
+			busy[d.Topic] = false
+			seen[d.Topic] = append(seen[d.Topic], string(d.Payload))
+			mu.Unlock()
+			return Outcome{OK: true}
+		}})
+		bind(t, s, "f", api.MQTTBinding{Filter: "seq/+", QoS: 1, Ordered: true})
+		waitSubscribed(t, s)
+		c := testClient(t, brokerAddr(s))
+		const n = 50
+		var want []string
+		var toks []paho.Token
+		for i := range n {
+			want = append(want, fmt.Sprint(i))
+			for _, topic := range []string{"seq/a", "seq/b"} {
+				toks = append(toks, c.Publish(topic, 1, false, fmt.Sprint(i))) // in flight together
+			}
 		}
-		busy[d.Topic] = true
-		mu.Unlock()
-		time.Sleep(time.Millisecond) // the work of the function, so that overlap would show
+		for _, tok := range toks {
+			tok.Wait()
+		}
+		waitFor(t, 20*time.Second, "all handled", func() bool { return s.Stats().Handled == 2*n })
 		mu.Lock()
-		busy[d.Topic] = false
-		seen[d.Topic] = append(seen[d.Topic], string(d.Payload))
-		mu.Unlock()
-		return Outcome{OK: true}
-	}})
-	bind(t, s, "f", api.MQTTBinding{Filter: "seq/+", QoS: 1, Ordered: true})
-	c := testClient(t, brokerAddr(s))
-	const n = 50
-	var want []string
-	for i := range n {
-		want = append(want, fmt.Sprint(i))
+		defer mu.Unlock()
 		for _, topic := range []string{"seq/a", "seq/b"} {
-			publish(t, c, 1, topic, fmt.Sprint(i))
+			if !slices.Equal(seen[topic], want) {
+				t.Errorf("%s ran in order %v", topic, seen[topic])
+			}
 		}
-	}
-	waitFor(t, 20*time.Second, "all handled", func() bool { return s.Stats().Handled == 2*n })
-	mu.Lock()
-	defer mu.Unlock()
-	for _, topic := range []string{"seq/a", "seq/b"} {
-		if !slices.Equal(seen[topic], want) {
-			t.Errorf("%s ran in order %v", topic, seen[topic])
+		if overlap.Load() {
+			t.Error("two messages of one topic ran at once")
 		}
-	}
-	if overlap.Load() {
-		t.Error("two messages of one topic ran at once")
-	}
+	})
 }
 
 // TestInboxSurvivesRestart: messages committed but not run when the
