@@ -167,6 +167,13 @@ func TestMQTTKill9MidBurst(t *testing.T) {
 	publishBurst(t, br.port, n, 2)
 	waitFor(t, time.Minute, "a fifth of the replies", func() bool { return len(tally(sub)) >= n/5 })
 	a.kill9()
+	// Replies the agent published just before it died may still be on
+	// their way to mosquitto_sub: wait until nothing more arrives.
+	waitFor(t, 10*time.Second, "replies in flight at the kill", func() bool {
+		n := sub.Len()
+		time.Sleep(200 * time.Millisecond)
+		return sub.Len() == n
+	})
 	before := tally(sub)
 	t.Logf("killed the agent after %d of %d replies", len(before), n)
 	a.start() // same state directory: the inbox, the outbox and the device id

@@ -39,15 +39,15 @@ type outMsg struct {
 // op is one change for the writer. Every field is optional; the writer
 // applies them in this order in the batch's transaction.
 type op struct {
-	insert     []*message // new inbox rows; their ids are set on commit
-	done       int64      // inbox row to delete (handled or dead-lettered)
-	retry      *attempt   // inbox row whose attempts and last error changed
-	out        []*outMsg  // new outbox rows; ids set on commit
-	published  int64      // outbox row to delete
-	durable    bool       // fsync the WAL before answering (QoS 1 messages)
-	result     chan error // capacity 1, or nil: nobody waits
+	insert     []*message  // new inbox rows; their ids are set on commit
+	done       int64       // inbox row to delete (handled or dead-lettered)
+	retry      *attempt    // inbox row whose attempts and last error changed
+	out        []*outMsg   // new outbox rows; ids set on commit
+	published  int64       // outbox row to delete
+	durable    bool        // fsync the WAL before answering (QoS 1 messages)
+	result     chan error  // capacity 1, or nil: nobody waits
 	then       func(error) // or nil: run by the writer after the commit (and fsync), with its error
-	afterwards func()     // run by the writer after the commit succeeded
+	afterwards func()      // run by the writer after the commit succeeded
 }
 
 // attempt is a failed attempt to record: a copy, as the message itself
