@@ -24,7 +24,7 @@ import (
 // a Go func: invoking sandboxes is the agent's part, tested end to end in
 // package integration.
 
-func openDB(t *testing.T, dir string) *store.DB {
+func openDB(t testing.TB, dir string) *store.DB {
 	t.Helper()
 	db, err := store.Open(t.Context(), filepath.Join(dir, "edgefaas.db"))
 	if err != nil {
@@ -116,7 +116,7 @@ func publish(t *testing.T, c paho.Client, qos byte, topic, payload string) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for delay := time.Millisecond; !cond(); delay = min(2*delay, 50*time.Millisecond) {
@@ -177,7 +177,7 @@ func bind(t *testing.T, s *Service, fn string, bs ...api.MQTTBinding) {
 }
 
 // waitSubscribed waits until an external broker link has subscribed.
-func waitSubscribed(t *testing.T, s *Service) {
+func waitSubscribed(t testing.TB, s *Service) {
 	t.Helper()
 	if l, ok := s.link.(*pahoLink); ok {
 		waitFor(t, 10*time.Second, "broker connection", func() bool { return l.epoch.Load() > 0 && l.client.IsConnectionOpen() })
