@@ -57,6 +57,17 @@ func (a *agentProc) waitMQTT() {
 	})
 }
 
+// echoOverMQTT starts an agent on br with testfn bound as in/+ -> out/{1},
+// and a mosquitto_sub on out/# (client id subID) that is subscribed.
+func echoOverMQTT(t testing.TB, br broker, subID string) (*agentProc, *testmqtt.Sub) {
+	t.Helper()
+	a := mqttAgent(t, br)
+	a.mustCLI("deploy", "echo", "--image", built.testfn, "--mqtt", "in/+=out/{1}")
+	sub := testmqtt.Subscribe(t, br.port, subID, "out/#")
+	sub.Ready(t, br.port, "out/probe")
+	return a, sub
+}
+
 // payloadRE takes the message id out of the echo function's answer
 // (testfn got "m-00042").
 var payloadRE = regexp.MustCompile(`"(m-\d+)"$`)
@@ -121,10 +132,7 @@ func TestMQTT10000Replies(t *testing.T) {
 			if name == "mosquitto" {
 				br = mosquittoBroker(t, false)
 			}
-			a := mqttAgent(t, br)
-			a.mustCLI("deploy", "echo", "--image", built.testfn, "--mqtt", "in/+=out/{1}")
-			sub := testmqtt.Subscribe(t, br.port, "it-replies-"+name, "out/#")
-			sub.Ready(t, br.port, "out/probe")
+			a, sub := echoOverMQTT(t, br, "it-replies-"+name)
 			start := time.Now()
 			publishBurst(t, br.port, n, 4)
 			waitFor(t, 3*time.Minute, "10000 replies", func() bool { return len(tally(sub)) == n })
@@ -160,10 +168,7 @@ func TestMQTT10000Replies(t *testing.T) {
 func TestMQTTKill9MidBurst(t *testing.T) {
 	const n = 5000
 	br := mosquittoBroker(t, true)
-	a := mqttAgent(t, br)
-	a.mustCLI("deploy", "echo", "--image", built.testfn, "--mqtt", "in/+=out/{1}")
-	sub := testmqtt.Subscribe(t, br.port, "it-kill9", "out/#")
-	sub.Ready(t, br.port, "out/probe")
+	a, sub := echoOverMQTT(t, br, "it-kill9")
 	publishBurst(t, br.port, n, 2)
 	waitFor(t, time.Minute, "a fifth of the replies", func() bool { return len(tally(sub)) >= n/5 })
 	a.kill9()
@@ -205,10 +210,7 @@ func TestMQTTKill9MidBurst(t *testing.T) {
 func TestMQTTBrokerRestart(t *testing.T) {
 	const n = 2000
 	br := mosquittoBroker(t, true)
-	a := mqttAgent(t, br)
-	a.mustCLI("deploy", "echo", "--image", built.testfn, "--mqtt", "in/+=out/{1}")
-	sub := testmqtt.Subscribe(t, br.port, "it-broker-restart", "out/#")
-	sub.Ready(t, br.port, "out/probe")
+	a, sub := echoOverMQTT(t, br, "it-broker-restart")
 	publishBurst(t, br.port, n, 2)
 	waitFor(t, time.Minute, "some replies", func() bool { return len(tally(sub)) >= n/10 })
 	br.mosquitto.Restart()

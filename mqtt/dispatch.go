@@ -88,11 +88,10 @@ func (s *slots) close() {
 // an ordered binding run one at a time per topic, in arrival order (a
 // retry holds its lane); the others run in parallel.
 type dispatcher struct {
-	s *Service
+	s     *Service
+	ready *fifo[*message]
 
 	mu     sync.Mutex
-	cond   *sync.Cond
-	ready  []*message
 	lanes  map[string][]*message // ordered lanes: waiting messages; present while one runs
 	closed bool
 	timers map[*time.Timer]struct{}
@@ -100,9 +99,7 @@ type dispatcher struct {
 }
 
 func newDispatcher(s *Service) *dispatcher {
-	d := &dispatcher{s: s, lanes: map[string][]*message{}, timers: map[*time.Timer]struct{}{}}
-	d.cond = sync.NewCond(&d.mu)
-	return d
+	return &dispatcher{s: s, ready: newFIFO[*message](), lanes: map[string][]*message{}, timers: map[*time.Timer]struct{}{}}
 }
 
 func laneKey(m *message) string { return m.function + "\x00" + m.filter + "\x00" + m.topic }
@@ -115,10 +112,11 @@ func (d *dispatcher) start(workers int) {
 
 // add hands committed messages to the workers.
 func (d *dispatcher) add(ms []*message) {
+	var ready []*message
 	d.mu.Lock()
 	for _, m := range ms {
 		if !m.ordered {
-			d.ready = append(d.ready, m)
+			ready = append(ready, m)
 			continue
 		}
 		k := laneKey(m)
@@ -127,10 +125,10 @@ func (d *dispatcher) add(ms []*message) {
 			continue
 		}
 		d.lanes[k] = nil
-		d.ready = append(d.ready, m)
+		ready = append(ready, m)
 	}
 	d.mu.Unlock()
-	d.cond.Broadcast()
+	d.ready.push(ready...)
 }
 
 // finished frees m's lane for the next message of its topic.
@@ -139,15 +137,14 @@ func (d *dispatcher) finished(m *message) {
 		return
 	}
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	k := laneKey(m)
 	if waiting := d.lanes[k]; len(waiting) > 0 {
 		d.lanes[k] = waiting[1:]
-		d.ready = append(d.ready, waiting[0])
-		d.cond.Signal()
+		d.ready.push(waiting[0])
 	} else {
 		delete(d.lanes, k)
 	}
-	d.mu.Unlock()
 }
 
 // later runs m again after delay; an ordered lane stays held meanwhile.
@@ -160,29 +157,13 @@ func (d *dispatcher) later(m *message, delay time.Duration) {
 	var t *time.Timer
 	t = time.AfterFunc(delay, func() {
 		d.mu.Lock()
+		defer d.mu.Unlock()
 		delete(d.timers, t)
 		if !d.closed {
-			d.ready = append(d.ready, m)
-			d.cond.Signal()
+			d.ready.push(m)
 		}
-		d.mu.Unlock()
 	})
 	d.timers[t] = struct{}{}
-}
-
-func (d *dispatcher) next() *message {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for len(d.ready) == 0 && !d.closed {
-		d.cond.Wait()
-	}
-	if d.closed {
-		return nil
-	}
-	m := d.ready[0]
-	d.ready[0] = nil
-	d.ready = d.ready[1:]
-	return m
 }
 
 // close stops the workers once their current invocations end. Messages not
@@ -194,12 +175,12 @@ func (d *dispatcher) close() {
 		t.Stop()
 	}
 	d.mu.Unlock()
-	d.cond.Broadcast()
+	d.ready.close()
 	d.wg.Wait()
 }
 
 func (d *dispatcher) work() {
-	for m := d.next(); m != nil; m = d.next() {
+	for m, ok := d.ready.pop(); ok; m, ok = d.ready.pop() {
 		d.s.handle(m)
 	}
 }

@@ -15,21 +15,16 @@ const publishTimeout = 10 * time.Second
 // broker acknowledges rather than all at once. A row is deleted only once
 // the broker acknowledged it.
 type publisher struct {
-	s *Service
+	s     *Service
+	queue *fifo[*outMsg]
+	wg    sync.WaitGroup
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	queue  []*outMsg
-	closed bool
-	wg     sync.WaitGroup
-
-	failing bool // guarded by mu: log an outage once, not per message
+	mu      sync.Mutex
+	failing bool // log an outage once, not per message
 }
 
 func newPublisher(s *Service) *publisher {
-	p := &publisher{s: s}
-	p.cond = sync.NewCond(&p.mu)
-	return p
+	return &publisher{s: s, queue: newFIFO[*outMsg]()}
 }
 
 func (p *publisher) start(window int) {
@@ -38,41 +33,18 @@ func (p *publisher) start(window int) {
 	}
 }
 
-func (p *publisher) add(ms []*outMsg) {
-	p.mu.Lock()
-	p.queue = append(p.queue, ms...)
-	p.mu.Unlock()
-	p.cond.Broadcast()
-}
-
-func (p *publisher) next() *outMsg {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for len(p.queue) == 0 && !p.closed {
-		p.cond.Wait()
-	}
-	if p.closed {
-		return nil
-	}
-	m := p.queue[0]
-	p.queue[0] = nil
-	p.queue = p.queue[1:]
-	return m
-}
+func (p *publisher) add(ms []*outMsg) { p.queue.push(ms...) }
 
 // close stops publishing; what is not yet acknowledged stays in the outbox
 // for the next start.
 func (p *publisher) close() {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
-	p.cond.Broadcast()
+	p.queue.close()
 	p.wg.Wait()
 }
 
 func (p *publisher) run() {
 	s := p.s
-	for m := p.next(); m != nil; m = p.next() {
+	for m, ok := p.queue.pop(); ok; m, ok = p.queue.pop() {
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 			ctx, cancel := context.WithTimeout(s.ctx, publishTimeout)
 			err := s.link.publish(ctx, m.topic, m.payload)
