@@ -299,7 +299,7 @@ func TestInboxSurvivesRestart(t *testing.T) {
 	close(release)
 	s.Close()
 
-	startService(t, cfg)
+	s2 := startService(t, cfg)
 	waitFor(t, 20*time.Second, "all 20 handled", func() bool {
 		for i := range 20 {
 			if _, ok := handled.Load(fmt.Sprint(i)); !ok {
@@ -308,6 +308,10 @@ func TestInboxSurvivesRestart(t *testing.T) {
 		}
 		return true
 	})
+	// The ones left unacknowledged came again, marked DUP, and were counted.
+	if st := s2.Stats(); st.Redelivered == 0 {
+		t.Errorf("no redelivered message counted: %+v", st)
+	}
 }
 
 func TestQoS0OverflowDropped(t *testing.T) {
