@@ -150,6 +150,12 @@ type Service struct {
 	mu       sync.RWMutex
 	bindings map[string][]api.MQTTBinding // by function
 
+	// intake holds QoS 1 messages from paho that wait for room in the
+	// inbox, in order; waiting counts them (see acceptLater).
+	intake     *fifo[func()]
+	intakeDone chan struct{}
+	waiting    atomic.Int64
+
 	stats counters
 }
 
@@ -184,7 +190,7 @@ func Start(cfg Config) (*Service, error) {
 	}
 	cfg.setDefaults()
 	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "mqtt"), bindings: map[string][]api.MQTTBinding{},
-		inSlots: newSlots(cfg.InboxSize), outSlots: newSlots(cfg.OutboxSize)}
+		inSlots: newSlots(cfg.InboxSize), outSlots: newSlots(cfg.OutboxSize), intake: newFIFO[func()]()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for fn, bs := range cfg.Bindings {
 		if err := s.SetBindings(fn, bs); err != nil {
@@ -224,6 +230,13 @@ func Start(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.link.setFilters(s.filters())
+	s.intakeDone = make(chan struct{})
+	go func() {
+		defer close(s.intakeDone)
+		for f, ok := s.intake.pop(); ok; f, ok = s.intake.pop() {
+			f()
+		}
+	}()
 	s.disp.start(cfg.Workers)
 	s.disp.add(ins)
 	s.pub.start(cfg.Window)
@@ -251,7 +264,9 @@ func (s *Service) Close() error {
 	}
 	s.inSlots.close()
 	s.outSlots.close()
+	s.intake.close()
 	s.link.close() // no new messages: unacknowledged ones stay with the broker
+	<-s.intakeDone
 	s.disp.close()
 	s.cancel()
 	s.pub.close()
@@ -398,30 +413,61 @@ func (s *Service) accept(in inbound, external bool, ack func()) error {
 		}
 		return now()
 	}
+	if ack != nil {
+		return s.acceptLater(in, ms, ack)
+	}
 	if in.internal {
 		s.inSlots.force(n)
-	} else if !s.inSlots.take(n, func() {
-		s.log.Warn("inbox full: holding acknowledgements, the broker keeps the messages", "inbox", s.cfg.InboxSize, "topic", in.topic)
-	}) {
+	} else if !s.inSlots.take(n, s.fullInbox(in)) {
 		return fmt.Errorf("mqtt: closing: %w", errdefs.ErrUnavailable)
 	}
-	o := &op{insert: ms, durable: true}
-	if ack == nil {
-		o.result = make(chan error, 1)
-	} else {
-		o.then = func(err error) {
-			if err != nil {
-				s.inSlots.release(n)
-				s.log.Warn("mqtt message not acknowledged: the broker sends it again", "topic", in.topic, "err", err)
-				return
-			}
-			ack()
-		}
-	}
+	o := &op{insert: ms, durable: true, result: make(chan error, 1)}
 	if err := s.q.submit(o); err != nil {
-		s.inSlots.release(n) // o.then does not run: the writer never had it, or it failed
+		s.inSlots.release(n)
 		return err
 	}
+	return nil
+}
+
+func (s *Service) fullInbox(in inbound) func() {
+	return func() {
+		s.log.Warn("inbox full: holding acknowledgements, the broker keeps the messages", "inbox", s.cfg.InboxSize, "topic", in.topic)
+	}
+}
+
+// acceptLater queues a QoS 1 message for its commit without waiting, in
+// the order the messages came. When the inbox is full, the message (and
+// every one after it, to keep the order) waits in the intake queue,
+// unacknowledged, instead of blocking paho's router: a blocked router
+// stops paho's reader, which then misses the broker's PINGRESP and drops
+// the connection. The broker's in-flight window bounds that queue.
+func (s *Service) acceptLater(in inbound, ms []*message, ack func()) error {
+	n := len(ms)
+	o := &op{insert: ms, durable: true, then: func(err error) {
+		if err != nil {
+			s.inSlots.release(n)
+			s.log.Warn("mqtt message not acknowledged: the broker sends it again", "topic", in.topic, "err", err)
+			return
+		}
+		ack()
+	}}
+	if s.waiting.Load() == 0 && s.inSlots.tryTake(n) {
+		if err := s.q.submit(o); err != nil {
+			s.inSlots.release(n) // o.then does not run
+			return err
+		}
+		return nil
+	}
+	s.waiting.Add(1)
+	s.intake.push(func() {
+		defer s.waiting.Add(-1)
+		if !s.inSlots.take(n, s.fullInbox(in)) {
+			return // closing: not acknowledged
+		}
+		if err := s.q.submit(o); err != nil {
+			s.inSlots.release(n)
+		}
+	})
 	return nil
 }
 

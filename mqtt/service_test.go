@@ -158,7 +158,7 @@ func TestRepliesBothBrokers(t *testing.T) {
 			publish(t, c, 1, fmt.Sprintf("in/dev%d/data", i%4), fmt.Sprint(i))
 		}
 		waitFor(t, 20*time.Second, "replies", func() bool { return col.count() >= n })
-		waitFor(t, 10*time.Second, "calls", func() bool { return calls.Load() >= 2*n })
+		waitFor(t, 10*time.Second, "calls done", func() bool { return calls.Load() >= 2*n && s.Stats().Handled == 2*n })
 		got := col.get("out/dev1")
 		if len(got) != n/4 || !slices.Contains(got, "echo:5") {
 			t.Fatalf("replies on out/dev1: %d (%q...), want %d with echo:5", len(got), got[:min(3, len(got))], n/4)
