@@ -9,7 +9,6 @@ import (
 	"syscall"
 
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -69,23 +68,25 @@ func startEmbedded(s *Service) (*embedded, error) {
 // inline client needs no login).
 func (e *embedded) addAuth() error {
 	cfg := e.s.cfg
+	var a *Auth
 	switch {
 	case cfg.AuthFile != "" && cfg.Anonymous:
 		return fmt.Errorf("embedded mqtt broker: give an auth file or anonymous access, not both (the file can admit anonymous clients): %w", errdefs.ErrInvalid)
 	case cfg.AuthFile != "":
-		data, err := os.ReadFile(cfg.AuthFile)
-		if err != nil {
-			return fmt.Errorf("embedded mqtt broker: auth file: %w", err)
+		var err error
+		if a, err = ReadAuth(cfg.AuthFile); err != nil {
+			return fmt.Errorf("embedded mqtt broker: %w", err)
 		}
-		if err := e.srv.AddHook(new(auth.Hook), &auth.Options{Data: data}); err != nil {
-			return fmt.Errorf("embedded mqtt broker: auth file %s: %w", cfg.AuthFile, err)
+		if st, err := os.Stat(cfg.AuthFile); err == nil && st.Mode().Perm()&0o077 != 0 {
+			e.s.log.Warn("the mqtt auth file holds passwords but others can read it: chmod 600", "file", cfg.AuthFile)
 		}
 	case cfg.Anonymous:
-		return e.srv.AddHook(new(auth.AllowHook), nil)
+		a = &Auth{open: true}
 	default:
 		e.s.log.Warn("embedded mqtt broker admits no client: give --mqtt-auth FILE or --mqtt-anonymous")
+		a = &Auth{}
 	}
-	return nil
+	return e.srv.AddHook(&authHook{auth: a}, nil)
 }
 
 func (e *embedded) setFilters(map[string]byte) {} // the hook sees every publish

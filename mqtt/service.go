@@ -29,8 +29,8 @@ type Config struct {
 	Broker string
 	// Listen is where the embedded broker listens; ":1883".
 	Listen string
-	// AuthFile is the embedded broker's users and ACL (mochi-mqtt's auth
-	// ledger, YAML or JSON). Without it only Anonymous lets clients in.
+	// AuthFile is the embedded broker's users and access rules (see Auth).
+	// Without it only Anonymous lets clients in.
 	AuthFile  string
 	Anonymous bool // the embedded broker admits every client
 
@@ -227,6 +227,7 @@ func Start(cfg Config) (*Service, error) {
 	}
 	if err != nil {
 		s.q.close()
+		s.cancel()
 		return nil, err
 	}
 	s.link.setFilters(s.filters())

@@ -106,7 +106,7 @@ func agentFlags(o *options, configFile *string) *flag.FlagSet {
 	m := &o.cfg.MQTT
 	fs.StringVar(&m.Broker, "mqtt-broker", "embedded", "MQTT trigger: embedded (a broker inside the agent), none, or the URL of a broker (tcp://, ssl://, ws://, wss://)")
 	fs.StringVar(&m.Listen, "mqtt-listen", ":1883", "address of the embedded MQTT broker")
-	fs.StringVar(&m.AuthFile, "mqtt-auth", "", "users and ACL of the embedded broker (YAML or JSON, see README); without it and --mqtt-anonymous no client gets in")
+	fs.StringVar(&m.AuthFile, "mqtt-auth", "", "users and access rules of the embedded broker (lines 'user NAME PASSWORD', 'allow WHO pub|sub|pubsub FILTER'; see README); without it or --mqtt-anonymous no client gets in")
 	fs.BoolVar(&m.Anonymous, "mqtt-anonymous", false, "the embedded broker admits every client without a login")
 	fs.StringVar(&m.ClientID, "mqtt-client-id", "", "client id of the persistent session with an external broker (default edgefaas-DEVICEID, kept in STATE/device-id)")
 	fs.StringVar(&m.Username, "mqtt-username", "", "user name at the external broker")
