@@ -75,7 +75,7 @@ func TestParseAuthErrors(t *testing.T) {
 		"user onlyname",
 		"user * x",
 		"user u p\nuser u q",
-		"allow u pub a",       // unknown user
+		"allow u pub a", // unknown user
 		"user u p\nallow u publish a",
 		"user u p\nallow u pub a/#/b",
 		"user u p\nallow u pub",
