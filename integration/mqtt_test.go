@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -224,8 +226,21 @@ func TestMQTTBrokerRestart(t *testing.T) {
 func TestMQTTDeadLetter(t *testing.T) {
 	br := embeddedBroker(t)
 	a := mqttAgent(t, br, "--mqtt-retries", "2", "--mqtt-backoff", "50ms")
-	a.mustCLI("deploy", "failing", "--image", built.busybox, "--mqtt", "jobs/+=done/{1}",
-		"--env", `SCRIPT=echo "no luck with $MQTT_TOPIC"; exit 3`)
+	// Deployed from a stack file, as a fleet would be.
+	stack := filepath.Join(t.TempDir(), "stack.yaml")
+	if err := os.WriteFile(stack, []byte(`functions:
+  failing:
+    image: `+built.busybox+`
+    env:
+      SCRIPT: echo "no luck with $MQTT_TOPIC"; exit 3
+    mqtt:
+      - jobs/+=done/{1}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := a.mustCLI("deploy", "-f", stack); !strings.HasPrefix(out, "deployed failing (version 1") {
+		t.Fatalf("deploy -f: %q", out)
+	}
 	sub := testmqtt.Subscribe(t, br.port, "it-deadletter", "edgefaas/deadletter/#")
 	testmqtt.Publish(t, br.port, 1, "jobs/42", []string{"the job"})
 	waitFor(t, time.Minute, "a dead letter", func() bool { return sub.Len() >= 1 })

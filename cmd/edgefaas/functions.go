@@ -19,6 +19,12 @@ import (
 )
 
 func (c *cli) deploy(ctx context.Context, args []string) error {
+	if file, ok, err := stackArg(args); ok || err != nil {
+		if err != nil {
+			return err
+		}
+		return c.deployStack(ctx, file)
+	}
 	fs := newFlags("deploy")
 	var spec api.FunctionSpec
 	var memory, cpu string
