@@ -220,6 +220,9 @@ func Start(cfg Config) (*Service, error) {
 		s.log.Info("resuming messages of the previous run", "inbox", len(ins), "outbox", len(outs))
 	}
 	s.inSlots.used, s.outSlots.used = len(ins), len(outs)
+	// Queued before the link brings new messages: an ordered lane runs
+	// what the previous run left before what arrives now.
+	s.disp.add(ins)
 	if cfg.Broker == BrokerEmbedded {
 		s.link, err = startEmbedded(s)
 	} else {
@@ -239,7 +242,6 @@ func Start(cfg Config) (*Service, error) {
 		}
 	}()
 	s.disp.start(cfg.Workers)
-	s.disp.add(ins)
 	s.pub.start(cfg.Window)
 	s.pub.add(outs)
 	return s, nil
