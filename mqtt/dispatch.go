@@ -250,22 +250,29 @@ func (s *Service) publishNow(topic string, payload []byte) bool {
 }
 
 // finish deletes m from the inbox and queues its replies in the same
-// transaction, after waiting for room in the outbox.
+// transaction, after waiting for room in the outbox. It does not wait for
+// the commit: the worker and the lane move on (a crash before the commit
+// runs the message again, as any crash may).
 func (s *Service) finish(m *message, outs []*outMsg) {
 	if len(outs) > 0 && !s.outSlots.take(len(outs), func() {
 		s.log.Warn("outbox full: invocations wait until replies are published", "outbox", s.cfg.OutboxSize)
 	}) {
 		return // closing: the message stays in the inbox and runs again
 	}
-	err := s.q.submit(&op{done: m.id, out: outs, result: make(chan error, 1), afterwards: func() {
+	err := s.q.submit(&op{done: m.id, out: outs, then: func(err error) {
+		if err != nil {
+			s.log.Error("recording a handled message: it runs again after a restart", "function", m.function, "err", err)
+			s.outSlots.release(len(outs))
+			return
+		}
 		s.inSlots.release(1)
+		s.stats.handled.Add(1)
 	}})
 	if err != nil {
 		s.log.Error("recording a handled message", "function", m.function, "err", err)
 		s.outSlots.release(len(outs))
 		return
 	}
-	s.stats.handled.Add(1)
 	s.disp.finished(m)
 }
 
