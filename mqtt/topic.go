@@ -229,9 +229,9 @@ func covers(a, b string) bool {
 
 // coverFilters returns the smallest set of subscriptions that receives
 // every message of filters: a filter covered by another is left out (and
-// its QoS given to the one covering it). A broker such as mosquitto 2
-// sends one copy of a message per matching subscription of a client, and
-// each copy would run every matching binding again.
+// its QoS given to the one covering it). MQTT 3.1.1 (section 3.3.5) lets a
+// broker send one copy of a message per matching subscription of a
+// client, and each copy would run every matching binding again.
 func coverFilters(filters map[string]byte) map[string]byte {
 	out := map[string]byte{}
 	for f, q := range filters {
