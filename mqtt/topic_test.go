@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"maps"
 	"slices"
@@ -159,6 +161,11 @@ func FuzzTopics(f *testing.F) {
 			return
 		}
 		wild, ok := Match(filter, topic)
+		// A topic name is also a filter; one that filter covers, it matches
+		// (but for the dead-letter rule, which is ours, not the broker's).
+		if covers(filter, topic) && !ok && !strings.HasPrefix(topic, DeadLetterPrefix) {
+			t.Fatalf("covers(%q, %q) but no match", filter, topic)
+		}
 		if !ok {
 			if filter == topic {
 				t.Fatalf("a topic does not match itself as a filter: %q", topic)
@@ -218,4 +225,25 @@ func TestCoverFilters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzDeadLetter: any payload comes back whole from a dead letter, as text
+// or as base64.
+func FuzzDeadLetter(f *testing.F) {
+	f.Add([]byte("21.5"), "e")
+	f.Add([]byte{0xff, 0x00, '"'}, "exit code 3: \x00")
+	f.Fuzz(func(t *testing.T, payload []byte, errText string) {
+		m := &message{function: "f", topic: "a/b", payload: payload, qos: 1}
+		var dl DeadLetter
+		if err := json.Unmarshal(deadLetter(m, Outcome{Status: "error", Error: errText}), &dl); err != nil {
+			t.Fatal(err)
+		}
+		got := dl.PayloadBase64
+		if got == nil {
+			got = []byte(dl.Payload)
+		}
+		if !bytes.Equal(got, payload) && len(payload) > 0 {
+			t.Fatalf("payload %q came back as %q", payload, got)
+		}
+	})
 }
