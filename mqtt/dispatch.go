@@ -202,6 +202,11 @@ func (s *Service) handle(m *message) {
 		Retained: m.retain, Duplicate: m.dup, Attempt: m.attempts,
 	})
 	log := s.log.With("function", m.function, "topic", m.topic, "attempt", m.attempts)
+	if !s.stored(m) {
+		// Not in the inbox and not acknowledged: the broker sends it again.
+		s.disp.finished(m)
+		return
+	}
 	switch {
 	case out.OK:
 		var outs []*outMsg

@@ -27,6 +27,12 @@ type message struct {
 	attempts int
 	lastErr  string
 	received time.Time
+
+	// stored is closed once the row's insert committed (or failed:
+	// storeErr), for messages handed to the workers before that (early
+	// ops); nil for rows read from the database.
+	stored   chan struct{}
+	storeErr error
 }
 
 // outMsg is one outbox row: a reply or a dead letter.
@@ -47,6 +53,7 @@ type op struct {
 	durable    bool        // fsync the WAL before answering (QoS 1 messages)
 	result     chan error  // capacity 1, or nil: nobody waits
 	then       func(error) // or nil: run by the writer after the commit (and fsync), with its error
+	early      bool        // insert's messages are with the workers already: close their stored
 	afterwards func()      // run by the writer after the commit succeeded
 }
 
@@ -173,10 +180,11 @@ func (q *queue) writer() {
 // batch gets the error: a message is then not acknowledged, and the broker
 // sends it again.
 //
-// Committed rows go to the workers and the publisher before the fsync: the
-// invocation overlaps it. Only the acknowledgement waits for the fsync; if
-// the power goes first, the broker sends the message again (run twice at
-// worst, never lost).
+// Committed rows go to the workers and the publisher before the fsync (new
+// messages even before the commit: see Service.early): the invocation
+// overlaps it. Only the acknowledgement waits for the fsync; if the power
+// goes first, the broker sends the message again (run twice at worst,
+// never lost).
 func (q *queue) commit(batch []*op) {
 	durable := false
 	err := q.inTx(func() error {
@@ -188,11 +196,21 @@ func (q *queue) commit(batch []*op) {
 		}
 		return nil
 	})
+	for _, o := range batch {
+		if o.early {
+			for _, m := range o.insert {
+				m.storeErr = err
+				close(m.stored)
+			}
+		}
+	}
 	if err == nil {
 		var ins []*message
 		var outs []*outMsg
 		for _, o := range batch {
-			ins = append(ins, o.insert...)
+			if !o.early {
+				ins = append(ins, o.insert...)
+			}
 			outs = append(outs, o.out...)
 			if o.afterwards != nil {
 				o.afterwards()

@@ -406,12 +406,11 @@ func (s *Service) accept(in inbound, external bool, ack func()) error {
 			s.refuse(in, fmt.Sprintf("inbox full (%d): QoS 0 message dropped", s.cfg.InboxSize))
 			return now()
 		}
-		err := s.q.submit(&op{insert: ms, then: func(err error) {
+		if err := s.early(&op{insert: ms, then: func(err error) {
 			if err != nil {
 				s.inSlots.release(n)
 			}
-		}})
-		if err != nil {
+		}}); err != nil {
 			s.inSlots.release(n)
 		}
 		return now()
@@ -424,12 +423,42 @@ func (s *Service) accept(in inbound, external bool, ack func()) error {
 	} else if !s.inSlots.take(n, s.fullInbox(in)) {
 		return fmt.Errorf("mqtt: closing: %w", errdefs.ErrUnavailable)
 	}
-	o := &op{insert: ms, durable: true, result: make(chan error, 1)}
-	if err := s.q.submit(o); err != nil {
+	res := make(chan error, 1)
+	if err := s.early(&op{insert: ms, durable: true, then: func(err error) { res <- err }}); err != nil {
+		s.inSlots.release(n)
+		return err
+	}
+	if err := <-res; err != nil {
 		s.inSlots.release(n)
 		return err
 	}
 	return nil
+}
+
+// early queues o's messages for their commit and hands them to the workers
+// at once: the invocation overlaps the commit and the fsync, and a worker
+// waits for the commit only when it needs the row (see Service.stored). A
+// message whose commit fails is not acknowledged, so the broker sends it
+// again; if it ran meanwhile, it runs twice, as after a crash.
+func (s *Service) early(o *op) error {
+	o.early = true
+	for _, m := range o.insert {
+		m.stored = make(chan struct{})
+	}
+	if err := s.q.submit(o); err != nil {
+		return err
+	}
+	s.disp.add(o.insert)
+	return nil
+}
+
+// stored waits until m's row is committed and reports whether it was.
+func (s *Service) stored(m *message) bool {
+	if m.stored == nil {
+		return true
+	}
+	<-m.stored
+	return m.storeErr == nil
 }
 
 func (s *Service) fullInbox(in inbound) func() {
@@ -455,7 +484,7 @@ func (s *Service) acceptLater(in inbound, ms []*message, ack func()) error {
 		ack()
 	}}
 	if s.waiting.Load() == 0 && s.inSlots.tryTake(n) {
-		if err := s.q.submit(o); err != nil {
+		if err := s.early(o); err != nil {
 			s.inSlots.release(n) // o.then does not run
 			return err
 		}
@@ -467,7 +496,7 @@ func (s *Service) acceptLater(in inbound, ms []*message, ack func()) error {
 		if !s.inSlots.take(n, s.fullInbox(in)) {
 			return // closing: not acknowledged
 		}
-		if err := s.q.submit(o); err != nil {
+		if err := s.early(o); err != nil {
 			s.inSlots.release(n)
 		}
 	})
