@@ -41,6 +41,7 @@ type pahoLink struct {
 	s      *Service
 	client paho.Client
 	epoch  atomic.Int64 // counts connects: a publish that spans one is not trusted
+	ready  atomic.Int64 // the epoch whose subscriptions were made (tests wait for it)
 
 	mu      sync.Mutex // serializes subscription changes with OnConnect
 	filters map[string]byte
@@ -117,11 +118,12 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 }
 
 func (l *pahoLink) onConnect(c paho.Client) {
-	l.epoch.Add(1)
+	epoch := l.epoch.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.s.log.Info("mqtt broker connected: subscribing", "broker", l.s.cfg.Broker, "filters", len(l.filters))
 	l.subscribe(maps.Clone(l.filters))
+	l.ready.Store(epoch)
 }
 
 // subscribe with l.mu held. The callback is nil: every message goes to the

@@ -180,9 +180,10 @@ func bind(t *testing.T, s *Service, fn string, bs ...api.MQTTBinding) {
 func waitSubscribed(t testing.TB, s *Service) {
 	t.Helper()
 	if l, ok := s.link.(*pahoLink); ok {
-		waitFor(t, 10*time.Second, "broker connection", func() bool { return l.epoch.Load() > 0 && l.client.IsConnectionOpen() })
-		l.mu.Lock() // held by onConnect while it subscribes
-		l.mu.Unlock()
+		waitFor(t, 10*time.Second, "broker connection and subscriptions", func() bool {
+			e := l.epoch.Load()
+			return e > 0 && l.ready.Load() == e && l.client.IsConnectionOpen()
+		})
 	}
 }
 
