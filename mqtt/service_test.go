@@ -377,3 +377,24 @@ func TestChain(t *testing.T) {
 		}
 	})
 }
+
+// TestResubscribeAfterSessionLoss: mosquitto without persistence restarts
+// and forgets the agent's session and subscriptions; the link subscribes
+// again on the new connection, so messages published after it still run.
+func TestResubscribeAfterSessionLoss(t *testing.T) {
+	m := testmqtt.Start(t, false)
+	var calls atomic.Int64
+	s := startService(t, Config{Broker: m.URL(), Invoke: func(context.Context, Delivery) Outcome {
+		calls.Add(1)
+		return Outcome{OK: true}
+	}, Bindings: map[string][]api.MQTTBinding{"f": {{Filter: "r/+", QoS: 1}}}})
+	waitSubscribed(t, s)
+	l := s.link.(*pahoLink)
+	first := l.epoch.Load()
+	m.Restart()
+	waitFor(t, 30*time.Second, "a new connection", func() bool { return l.epoch.Load() > first })
+	waitSubscribed(t, s)
+	c := testClient(t, fmt.Sprintf("127.0.0.1:%d", m.Port))
+	publish(t, c, 1, "r/after", "x")
+	waitFor(t, 10*time.Second, "the message after the restart", func() bool { return calls.Load() == 1 })
+}
