@@ -192,12 +192,13 @@ func deviceID(stateDir string) (string, error) {
 type mqttCollector struct{ svc *mqtt.Service }
 
 var mqttDescs = struct {
-	received, redelivered, refused, dropped, retries, deadLetters, published, inbox, outbox *prometheus.Desc
+	received, redelivered, refused, dropped, deferred, retries, deadLetters, published, inbox, outbox *prometheus.Desc
 }{
 	received:    prometheus.NewDesc("edgefaas_mqtt_received_total", "MQTT messages taken from the broker for the bindings.", nil, nil),
 	redelivered: prometheus.NewDesc("edgefaas_mqtt_redelivered_total", "Messages the broker sent again (DUP): possible duplicates, around crashes and reconnects.", nil, nil),
 	refused:     prometheus.NewDesc("edgefaas_mqtt_refused_total", "Messages not run: invalid or too large topic or payload, no binding, or dropped.", nil, nil),
 	dropped:     prometheus.NewDesc("edgefaas_mqtt_dropped_total", "QoS 0 messages dropped because the inbox was full.", nil, nil),
+	deferred:    prometheus.NewDesc("edgefaas_mqtt_deferred_total", "QoS 1 messages left with the broker, unacknowledged, while the inbox was full; they come again.", nil, nil),
 	retries:     prometheus.NewDesc("edgefaas_mqtt_retries_total", "Failed invocations that were retried.", nil, nil),
 	deadLetters: prometheus.NewDesc("edgefaas_mqtt_dead_letters_total", "Messages published to edgefaas/deadletter/{function} after their last retry.", nil, nil),
 	published:   prometheus.NewDesc("edgefaas_mqtt_published_total", "Replies and dead letters the broker acknowledged.", nil, nil),
@@ -207,7 +208,7 @@ var mqttDescs = struct {
 
 func (c *mqttCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := mqttDescs
-	for _, x := range []*prometheus.Desc{d.received, d.redelivered, d.refused, d.dropped, d.retries, d.deadLetters, d.published, d.inbox, d.outbox} {
+	for _, x := range []*prometheus.Desc{d.received, d.redelivered, d.refused, d.dropped, d.deferred, d.retries, d.deadLetters, d.published, d.inbox, d.outbox} {
 		ch <- x
 	}
 }
@@ -217,7 +218,7 @@ func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range []struct {
 		desc *prometheus.Desc
 		v    int64
-	}{{d.received, st.Received}, {d.redelivered, st.Redelivered}, {d.refused, st.Refused}, {d.dropped, st.Dropped},
+	}{{d.received, st.Received}, {d.redelivered, st.Redelivered}, {d.refused, st.Refused}, {d.dropped, st.Dropped}, {d.deferred, st.Deferred},
 		{d.retries, st.Retries}, {d.deadLetters, st.DeadLetters}, {d.published, st.Published}} {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.v))
 	}

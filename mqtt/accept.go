@@ -130,9 +130,16 @@ func (s *Service) fullInbox(in inbound) func() {
 // acceptLater queues a QoS 1 message for its commit without waiting, in
 // the order the messages came. When the inbox is full, the message (and
 // every one after it, to keep the order) waits in the intake queue,
-// unacknowledged, instead of blocking paho's router: a blocked router
-// stops paho's reader, which then misses the broker's PINGRESP and drops
-// the connection. The broker's in-flight window bounds that queue.
+// unacknowledged. paho's router must never block: it also carries the
+// PUBACKs of the agent's own publications, so a blocked router stops the
+// replies that would make room (a deadlock), and misses PINGRESPs.
+//
+// The broker's in-flight window does not bound the intake (mosquitto 2.0
+// sends past its window of 20 once acknowledgements flow), so it has a
+// bound of its own: min(inbox, 1000) messages or 16 MiB. Past it the link
+// sheds: it takes no message, acknowledges none, until the inbox has room
+// again; then it reconnects, and the broker sends what it kept (the
+// unacknowledged ones marked DUP first, in order).
 func (s *Service) acceptLater(in inbound, ms []*message, ack func()) error {
 	n := len(ms)
 	o := &op{insert: ms, durable: true, then: func(err error) {
@@ -143,6 +150,10 @@ func (s *Service) acceptLater(in inbound, ms []*message, ack func()) error {
 		}
 		ack()
 	}}
+	if s.shedding.Load() {
+		s.stats.deferred.Add(1)
+		return nil
+	}
 	if s.waiting.Load() == 0 && s.inSlots.tryTake(n) {
 		if err := s.early(o); err != nil {
 			s.inSlots.release(n) // o.then does not run
@@ -150,9 +161,23 @@ func (s *Service) acceptLater(in inbound, ms []*message, ack func()) error {
 		}
 		return nil
 	}
+	size := len(in.payload) + len(in.topic) + 512 // and the bookkeeping
+	if !s.intakeCount.tryTake(1) {
+		s.shed()
+		return nil
+	}
+	if !s.intakeBytes.tryTake(size) {
+		s.intakeCount.release(1)
+		s.shed()
+		return nil
+	}
 	s.waiting.Add(1)
 	s.intake.push(func() {
-		defer s.waiting.Add(-1)
+		defer func() {
+			s.waiting.Add(-1)
+			s.intakeCount.release(1)
+			s.intakeBytes.release(size)
+		}()
 		if !s.inSlots.take(n, s.fullInbox(in)) {
 			return // closing: not acknowledged
 		}
@@ -161,6 +186,23 @@ func (s *Service) acceptLater(in inbound, ms []*message, ack func()) error {
 		}
 	})
 	return nil
+}
+
+// shed starts leaving messages with the broker (see acceptLater).
+func (s *Service) shed() {
+	s.stats.deferred.Add(1)
+	if !s.shedding.Swap(true) {
+		s.log.Warn("inbox full: leaving messages with the broker, unacknowledged, until the inbox has room",
+			"inbox", s.cfg.InboxSize)
+	}
+}
+
+// drained reports whether shedding can stop: the intake is empty and the
+// inbox at most a tenth full. Each stop costs a reconnect, and with it a
+// few duplicates (acknowledgements and replies in flight at the
+// disconnect), so it waits for room for many messages.
+func (s *Service) drained() bool {
+	return s.shedding.Load() && s.waiting.Load() == 0 && s.inSlots.inUse() <= s.cfg.InboxSize/10
 }
 
 func (s *Service) check(in inbound) error {

@@ -45,6 +45,8 @@ type pahoLink struct {
 
 	mu      sync.Mutex // serializes subscription changes with OnConnect
 	filters map[string]byte
+
+	done, stopped chan struct{} // stop resume, and it stopped
 }
 
 func dialBroker(s *Service) (*pahoLink, error) {
@@ -89,7 +91,36 @@ func dialBroker(s *Service) (*pahoLink, error) {
 	// does not wait for it: a gateway starts offline as well as online.
 	l.client.Connect()
 	s.log.Info("mqtt connecting", "broker", cfg.Broker, "client_id", cfg.ClientID)
+	l.done = make(chan struct{})
+	l.stopped = make(chan struct{})
+	go l.resume()
 	return l, nil
+}
+
+// resume ends shedding (see Service.acceptLater): once the inbox has room,
+// it reconnects, so that the broker sends again what the link left
+// unacknowledged. MQTT 3.1.1 brokers resend only on a new connection.
+func (l *pahoLink) resume() {
+	defer close(l.stopped)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+		}
+		if !l.s.drained() {
+			continue
+		}
+		l.s.log.Info("inbox has room again: reconnecting, so that the broker sends what it kept",
+			"deferred", l.s.stats.deferred.Load())
+		l.client.Disconnect(250)
+		// Not shedding from the new connection on: nothing arrives while
+		// disconnected.
+		l.s.shedding.Store(false)
+		l.client.Connect()
+	}
 }
 
 func tlsConfig(cfg Config) (*tls.Config, error) {
@@ -213,5 +244,7 @@ func (l *pahoLink) status() string {
 }
 
 func (l *pahoLink) close() {
+	close(l.done)
+	<-l.stopped
 	l.client.Disconnect(250)
 }

@@ -137,8 +137,9 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx       context.Context
+	cancel    context.CancelFunc
+	closeOnce sync.Once
 
 	q        *queue
 	disp     *dispatcher
@@ -152,16 +153,19 @@ type Service struct {
 
 	// intake holds QoS 1 messages from paho that wait for room in the
 	// inbox, in order; waiting counts them (see acceptLater).
-	intake     *fifo[func()]
-	intakeDone chan struct{}
-	waiting    atomic.Int64
+	intake      *fifo[func()]
+	intakeDone  chan struct{}
+	waiting     atomic.Int64
+	intakeCount *slots // messages in intake
+	intakeBytes *slots // their approximate size
+	shedding    atomic.Bool
 
 	stats counters
 }
 
 // counters are the Service's statistics.
 type counters struct {
-	received, redelivered, refused, dropped, handled, retries, deadLetters, published atomic.Int64
+	received, redelivered, refused, dropped, deferred, handled, retries, deadLetters, published atomic.Int64
 }
 
 // Stats is a snapshot of the Service's counters, for metrics.
@@ -170,6 +174,7 @@ type Stats struct {
 	Redelivered int64 // of those, sent again by the broker (DUP): possible duplicates
 	Refused     int64 // invalid, too large or unmatched messages, logged and not run
 	Dropped     int64 // QoS 0 messages dropped because the inbox was full
+	Deferred    int64 // QoS 1 messages left with the broker, unacknowledged, while the inbox was full (they come again)
 	Handled     int64 // inbox rows done (ran successfully, or dead-lettered)
 	Retries     int64 // failed attempts that were retried
 	DeadLetters int64
@@ -190,7 +195,8 @@ func Start(cfg Config) (*Service, error) {
 	}
 	cfg.setDefaults()
 	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "mqtt"), bindings: map[string][]api.MQTTBinding{},
-		inSlots: newSlots(cfg.InboxSize), outSlots: newSlots(cfg.OutboxSize), intake: newFIFO[func()]()}
+		inSlots: newSlots(cfg.InboxSize), outSlots: newSlots(cfg.OutboxSize), intake: newFIFO[func()](),
+		intakeCount: newSlots(min(cfg.InboxSize, 1000)), intakeBytes: newSlots(16 << 20)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for fn, bs := range cfg.Bindings {
 		if err := s.SetBindings(fn, bs); err != nil {
@@ -260,10 +266,16 @@ func checkBrokerURL(broker string) error {
 
 // Close stops taking messages, lets running invocations end and commits
 // what they left. Messages not yet run stay in the inbox for the next
-// start.
+// start. Later calls do nothing.
 func (s *Service) Close() error {
+	s.closeOnce.Do(s.close)
+	return nil
+}
+
+func (s *Service) close() {
+	s.cancel()
 	if s.q == nil {
-		return nil
+		return
 	}
 	s.inSlots.close()
 	s.outSlots.close()
@@ -271,10 +283,8 @@ func (s *Service) Close() error {
 	s.link.close() // no new messages: unacknowledged ones stay with the broker
 	<-s.intakeDone
 	s.disp.close()
-	s.cancel()
 	s.pub.close()
 	s.q.close()
-	return nil
 }
 
 // Status is a short summary for the agent's status line: "none",
@@ -290,7 +300,7 @@ func (s *Service) Status() string {
 func (s *Service) Stats() Stats {
 	st := Stats{
 		Received: s.stats.received.Load(), Redelivered: s.stats.redelivered.Load(), Refused: s.stats.refused.Load(),
-		Dropped: s.stats.dropped.Load(), Handled: s.stats.handled.Load(), Retries: s.stats.retries.Load(),
+		Dropped: s.stats.dropped.Load(), Deferred: s.stats.deferred.Load(), Handled: s.stats.handled.Load(), Retries: s.stats.retries.Load(),
 		DeadLetters: s.stats.deadLetters.Load(), Published: s.stats.published.Load(),
 		InboxDepth: s.inSlots.inUse(), OutboxDepth: s.outSlots.inUse(),
 	}

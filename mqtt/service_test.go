@@ -398,3 +398,38 @@ func TestResubscribeAfterSessionLoss(t *testing.T) {
 	publish(t, c, 1, "r/after", "x")
 	waitFor(t, 10*time.Second, "the message after the restart", func() bool { return calls.Load() == 1 })
 }
+
+// TestShedAndResume: with the inbox and the intake full, the paho link
+// leaves messages with the broker, unacknowledged; once the inbox has room
+// it reconnects and the broker sends them again: every message runs.
+func TestShedAndResume(t *testing.T) {
+	m := testmqtt.Start(t, false)
+	release := make(chan struct{})
+	var seen sync.Map
+	s := startService(t, Config{Broker: m.URL(), InboxSize: 5, Workers: 2, ClientID: "shed-test",
+		Bindings: map[string][]api.MQTTBinding{"f": {{Filter: "shed", QoS: 1}}},
+		Invoke: func(_ context.Context, d Delivery) Outcome {
+			<-release
+			seen.Store(string(d.Payload), true)
+			return Outcome{OK: true}
+		}})
+	waitSubscribed(t, s)
+	c := testClient(t, fmt.Sprintf("127.0.0.1:%d", m.Port))
+	const n = 100
+	for i := range n {
+		c.Publish("shed", 1, false, fmt.Sprint(i))
+	}
+	waitFor(t, 10*time.Second, "messages left with the broker", func() bool { return s.Stats().Deferred > 0 })
+	if st := s.Stats(); st.InboxDepth > 5 {
+		t.Fatalf("inbox past its bound: %+v", st)
+	}
+	close(release)
+	waitFor(t, 30*time.Second, "every message run", func() bool {
+		for i := range n {
+			if _, ok := seen.Load(fmt.Sprint(i)); !ok {
+				return false
+			}
+		}
+		return true
+	})
+}

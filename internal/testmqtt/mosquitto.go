@@ -44,12 +44,38 @@ func Require(t testing.TB) {
 // Start runs mosquitto on a free port. With persist, it keeps its sessions
 // and queued messages across Restart (saved on a clean stop). The queue
 // limits are lifted: mosquitto drops silently past max_queued_messages.
+// Started as root, it stays root ("user root"): by default it would drop to
+// the mosquitto user, which cannot read the test's 0700 temporary
+// directory (its persistence file and certificates).
 func Start(t testing.TB, persist bool) *Mosquitto {
+	t.Helper()
+	return StartWith(t, Options{Persist: persist})
+}
+
+// Options configure StartWith.
+type Options struct {
+	Persist bool
+	// TLS, when set, makes the listener TLS only, with these PEM files;
+	// clients must present a certificate signed by CAFile.
+	TLS *TLSFiles
+}
+
+// TLSFiles are PEM files for a TLS listener.
+type TLSFiles struct{ CAFile, CertFile, KeyFile string }
+
+// StartWith runs mosquitto on a free port with opts.
+func StartWith(t testing.TB, opts Options) *Mosquitto {
 	t.Helper()
 	Require(t)
 	m := &Mosquitto{t: t, dir: t.TempDir(), Port: FreePort(t)}
+	persist := opts.Persist
+	tlsConf := ""
+	if f := opts.TLS; f != nil {
+		tlsConf = fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n", f.CAFile, f.CertFile, f.KeyFile)
+	}
 	conf := fmt.Sprintf(`listener %d 127.0.0.1
-allow_anonymous true
+`+tlsConf+`allow_anonymous true
+user root
 persistence %t
 persistence_location %s/
 autosave_interval 0
@@ -92,7 +118,7 @@ func (m *Mosquitto) start() {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto did not listen on %d: %v", m.Port, err)
+			t.Fatalf("mosquitto did not listen on %d: %v\n%s", m.Port, err, m.logs.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
