@@ -7,9 +7,12 @@
 // commit shared by the messages that arrive together) before it is
 // acknowledged: to the external broker with a PUBACK, or, for the embedded
 // broker, before the broker PUBACKs the publisher. The invocation runs from
-// the inbox; failures are retried with backoff, then published as dead
-// letters. Replies and dead letters leave from a durable outbox at QoS 1.
-// Neither paho's nor the broker's own store is ever the record.
+// the inbox (handed to a worker as soon as it is queued for its commit; it
+// waits for the row only to finish); failures are retried with backoff,
+// then published as dead letters. A reply is published at once when the
+// broker is reachable, else kept in a durable outbox; either way the inbox
+// row goes only once the reply is acknowledged or stored. Neither paho's
+// nor the broker's own store is ever the record.
 //
 // It is not an MQTT library: it imports paho and mochi (the only package
 // that does) and knows nothing of sandboxes: the agent hands it a function

@@ -35,8 +35,9 @@ import (
 //     (ordered bindings rely on it; with OrderMatters(false) paho starts a
 //     goroutine per message, and they can overtake each other), and the
 //     pitfall of a blocking handler stalling the client does not apply.
-//     The handler blocks only while the inbox is full: then not reading
-//     from the broker is the point.
+//     The handler never blocks, not even with a full inbox: the router also
+//     carries the PUBACKs of the agent's own replies (see acceptLater for
+//     what a full inbox does instead).
 type pahoLink struct {
 	s      *Service
 	client paho.Client
