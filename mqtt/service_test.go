@@ -433,3 +433,28 @@ func TestShedAndResume(t *testing.T) {
 		return true
 	})
 }
+
+// TestRetainedFlag: a message the broker retained reaches the function
+// marked as retained when the binding subscribes; a live one does not.
+func TestRetainedFlag(t *testing.T) {
+	m := testmqtt.Start(t, false)
+	c := testClient(t, fmt.Sprintf("127.0.0.1:%d", m.Port))
+	if tok := c.Publish("state/door", 1, true, "open"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	got := make(chan Delivery, 2)
+	s := startService(t, Config{Broker: m.URL(), Bindings: map[string][]api.MQTTBinding{"f": {{Filter: "state/+", QoS: 1}}},
+		Invoke: func(_ context.Context, d Delivery) Outcome { got <- d; return Outcome{OK: true} }})
+	waitSubscribed(t, s)
+	publish(t, c, 1, "state/window", "shut")
+	for range 2 {
+		select {
+		case d := <-got:
+			if want := d.Topic == "state/door"; d.Retained != want {
+				t.Errorf("%s: retained %v, want %v", d.Topic, d.Retained, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("messages did not arrive")
+		}
+	}
+}
