@@ -90,3 +90,18 @@ func writeCert(t *testing.T, dir, name string, parent *x509.Certificate, parentK
 	}
 	return cert, key
 }
+
+// TestUsernamePassword: the link logs in to a broker that admits only
+// known users.
+func TestUsernamePassword(t *testing.T) {
+	m := testmqtt.StartWith(t, testmqtt.Options{Users: map[string]string{"gateway": "s3cret"}})
+	var calls atomic.Int64
+	s := startService(t, Config{Broker: m.URL(), Username: "gateway", Password: "s3cret",
+		Bindings: map[string][]api.MQTTBinding{"f": {{Filter: "auth/+", QoS: 1}}},
+		Invoke:   func(context.Context, Delivery) Outcome { calls.Add(1); return Outcome{OK: true} }})
+	waitSubscribed(t, s)
+	if err := s.link.publish(t.Context(), "auth/x", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the message", func() bool { return calls.Load() == 1 })
+}

@@ -58,6 +58,8 @@ type Options struct {
 	// TLS, when set, makes the listener TLS only, with these PEM files;
 	// clients must present a certificate signed by CAFile.
 	TLS *TLSFiles
+	// Users, when set, are the only clients let in (user name: password).
+	Users map[string]string
 }
 
 // TLSFiles are PEM files for a TLS listener.
@@ -73,8 +75,21 @@ func StartWith(t testing.TB, opts Options) *Mosquitto {
 	if f := opts.TLS; f != nil {
 		tlsConf = fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n", f.CAFile, f.CertFile, f.KeyFile)
 	}
+	auth := "allow_anonymous true\n"
+	if len(opts.Users) > 0 {
+		pw := filepath.Join(m.dir, "passwd")
+		if err := os.WriteFile(pw, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for u, p := range opts.Users {
+			if out, err := exec.Command("mosquitto_passwd", "-b", pw, u, p).CombinedOutput(); err != nil {
+				t.Fatalf("mosquitto_passwd: %v %s", err, out)
+			}
+		}
+		auth = "allow_anonymous false\npassword_file " + pw + "\n"
+	}
 	conf := fmt.Sprintf(`listener %d 127.0.0.1
-`+tlsConf+`allow_anonymous true
+`+tlsConf+auth+`
 user root
 persistence %t
 persistence_location %s/
