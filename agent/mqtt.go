@@ -192,10 +192,11 @@ func deviceID(stateDir string) (string, error) {
 type mqttCollector struct{ svc *mqtt.Service }
 
 var mqttDescs = struct {
-	received, redelivered, refused, dropped, deferred, retries, deadLetters, published, inbox, outbox *prometheus.Desc
+	received, redelivered, resumed, refused, dropped, deferred, retries, deadLetters, published, inbox, outbox *prometheus.Desc
 }{
 	received:    prometheus.NewDesc("edgefaas_mqtt_received_total", "MQTT messages taken from the broker for the bindings.", nil, nil),
 	redelivered: prometheus.NewDesc("edgefaas_mqtt_redelivered_total", "Messages the broker sent again (DUP): possible duplicates, around crashes and reconnects.", nil, nil),
+	resumed:     prometheus.NewDesc("edgefaas_mqtt_resumed_total", "Inbox and outbox rows a previous run left, run or sent again at start: possible duplicates.", nil, nil),
 	refused:     prometheus.NewDesc("edgefaas_mqtt_refused_total", "Messages not run: invalid or too large topic or payload, no binding, or dropped.", nil, nil),
 	dropped:     prometheus.NewDesc("edgefaas_mqtt_dropped_total", "QoS 0 messages dropped because the inbox was full.", nil, nil),
 	deferred:    prometheus.NewDesc("edgefaas_mqtt_deferred_total", "QoS 1 messages left with the broker, unacknowledged, while the inbox was full; they come again.", nil, nil),
@@ -208,7 +209,7 @@ var mqttDescs = struct {
 
 func (c *mqttCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := mqttDescs
-	for _, x := range []*prometheus.Desc{d.received, d.redelivered, d.refused, d.dropped, d.deferred, d.retries, d.deadLetters, d.published, d.inbox, d.outbox} {
+	for _, x := range []*prometheus.Desc{d.received, d.redelivered, d.resumed, d.refused, d.dropped, d.deferred, d.retries, d.deadLetters, d.published, d.inbox, d.outbox} {
 		ch <- x
 	}
 }
@@ -218,7 +219,7 @@ func (c *mqttCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range []struct {
 		desc *prometheus.Desc
 		v    int64
-	}{{d.received, st.Received}, {d.redelivered, st.Redelivered}, {d.refused, st.Refused}, {d.dropped, st.Dropped}, {d.deferred, st.Deferred},
+	}{{d.received, st.Received}, {d.redelivered, st.Redelivered}, {d.resumed, st.Resumed}, {d.refused, st.Refused}, {d.dropped, st.Dropped}, {d.deferred, st.Deferred},
 		{d.retries, st.Retries}, {d.deadLetters, st.DeadLetters}, {d.published, st.Published}} {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.v))
 	}

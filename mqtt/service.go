@@ -165,13 +165,14 @@ type Service struct {
 
 // counters are the Service's statistics.
 type counters struct {
-	received, redelivered, refused, dropped, deferred, handled, retries, deadLetters, published atomic.Int64
+	received, redelivered, resumed, refused, dropped, deferred, handled, retries, deadLetters, published atomic.Int64
 }
 
 // Stats is a snapshot of the Service's counters, for metrics.
 type Stats struct {
 	Received    int64 // messages taken from the broker (a message counts once, whatever it matched)
 	Redelivered int64 // of those, sent again by the broker (DUP): possible duplicates
+	Resumed     int64 // inbox and outbox rows a previous run left: possible duplicates too
 	Refused     int64 // invalid, too large or unmatched messages, logged and not run
 	Dropped     int64 // QoS 0 messages dropped because the inbox was full
 	Deferred    int64 // QoS 1 messages left with the broker, unacknowledged, while the inbox was full (they come again)
@@ -225,6 +226,13 @@ func Start(cfg Config) (*Service, error) {
 	if len(ins)+len(outs) > 0 {
 		s.log.Info("resuming messages of the previous run", "inbox", len(ins), "outbox", len(outs))
 	}
+	// Every row was handed to a worker (or the publisher) as soon as it
+	// was queued: whatever is left may have run (or gone out) before the
+	// agent stopped, so it is marked as a possible duplicate.
+	for _, m := range ins {
+		m.dup = true
+	}
+	s.stats.resumed.Store(int64(len(ins) + len(outs)))
 	s.inSlots.used, s.outSlots.used = len(ins), len(outs)
 	// Queued before the link brings new messages: an ordered lane runs
 	// what the previous run left before what arrives now.
@@ -299,7 +307,7 @@ func (s *Service) Status() string {
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	st := Stats{
-		Received: s.stats.received.Load(), Redelivered: s.stats.redelivered.Load(), Refused: s.stats.refused.Load(),
+		Received: s.stats.received.Load(), Redelivered: s.stats.redelivered.Load(), Resumed: s.stats.resumed.Load(), Refused: s.stats.refused.Load(),
 		Dropped: s.stats.dropped.Load(), Deferred: s.stats.deferred.Load(), Handled: s.stats.handled.Load(), Retries: s.stats.retries.Load(),
 		DeadLetters: s.stats.deadLetters.Load(), Published: s.stats.published.Load(),
 		InboxDepth: s.inSlots.inUse(), OutboxDepth: s.outSlots.inUse(),
