@@ -107,7 +107,7 @@ type Delivery struct {
 	Payload   []byte
 	QoS       byte // 0 or 1 (QoS 2 is served as 1)
 	Retained  bool // delivered from the broker's retained messages
-	Duplicate bool // the broker sent it again (DUP): it may have run before
+	Duplicate bool // it may have run before: the broker sent it again (DUP), or a previous run left it
 	Attempt   int  // 1 for the first attempt
 }
 
