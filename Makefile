@@ -41,8 +41,8 @@ deb: cross ## dist/edgefaas_VERSION_{arm64,armhf,amd64}.deb with nfpm (units fro
 run: build examples ## start edgefaasd in ./.state, deploy the examples, print the curl line
 	./examples/run.sh "$(STATE)" "$(LISTEN)"
 
-bench: build cross ## cold/warm invoke, image import against umoci; binary sizes and agent RSS against their bars
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./sandbox/ ./metering/ ./images/ ./integration/ | tee bench.txt
+bench: build cross ## cold/warm invoke, image import, MQTT round trips against baselines; binary sizes and agent RSS against their bars
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./sandbox/ ./metering/ ./images/ ./mqtt/ ./integration/ | tee bench.txt
 
 lint: ## go vet and staticcheck
 	$(GO) vet ./...

@@ -60,6 +60,8 @@ type Config struct {
 	// StatusInterval is how often the status line is sent again when it did
 	// not change; 10s. A change is sent within a second.
 	StatusInterval time.Duration
+	// MQTT configures the MQTT trigger; its zero value has none (no broker).
+	MQTT MQTTConfig
 }
 
 func (c *Config) setDefaults() {
@@ -114,6 +116,7 @@ type Agent struct {
 	// imageMu orders image changes against collection (see images.go).
 	imageMu sync.RWMutex
 	probe   *http.Client // the watchdog probe's: no proxy, a new connection each time
+	mqtt    mqttLink     // started by Serve
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -201,6 +204,11 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 // on a clean shutdown.
 func (a *Agent) Serve(ctx context.Context) error {
 	apiLn, gwLn := a.cfg.APIListener, a.cfg.GatewayListener
+	// First: a taken MQTT port fails the start with the flag to change.
+	if err := a.startMQTT(ctx); err != nil {
+		closeAll(apiLn, gwLn)
+		return fmt.Errorf("mqtt: %w", err)
+	}
 	var err error
 	if apiLn == nil {
 		if apiLn, err = listenUnix(a.cfg.APISocket); err != nil {
@@ -277,6 +285,9 @@ func (a *Agent) shutdown() {
 // Close stops every instance and closes the store. Sandboxes do not outlive
 // a clean stop; after a crash the next start cleans them up.
 func (a *Agent) Close() error {
+	// Before the invoker stops: running MQTT invocations end and are
+	// recorded; messages not yet run stay in the inbox.
+	a.stopMQTT()
 	a.shutdown()
 	closeAll(a.cfg.APIListener, a.cfg.GatewayListener) // when Serve never ran
 	if a.async != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/edgefaas/edgefaas/cgroups"
 	"github.com/edgefaas/edgefaas/errdefs"
 	"github.com/edgefaas/edgefaas/images"
+	"github.com/edgefaas/edgefaas/mqtt"
 )
 
 func validate(spec api.FunctionSpec) error {
@@ -31,6 +32,11 @@ func validate(spec api.FunctionSpec) error {
 	}
 	if spec.MinInstances > spec.MaxInstances {
 		return fmt.Errorf("function %q: --min %d is more than --max %d: %w", spec.Name, spec.MinInstances, spec.MaxInstances, errdefs.ErrInvalid)
+	}
+	for _, b := range spec.MQTT {
+		if err := mqtt.ValidateBinding(b); err != nil {
+			return fmt.Errorf("function %q: mqtt binding: %w", spec.Name, err)
+		}
 	}
 	return nil
 }
@@ -86,6 +92,7 @@ func (a *Agent) deployLocked(ctx context.Context, spec api.FunctionSpec) (api.Fu
 	}
 	nf.fn = fn // not yet shared: install publishes it
 	old := a.invoker.install(nf)
+	a.setBindings(spec.Name, spec.MQTT)
 	a.log.Info("deployed", "function", spec.Name, "version", fn.Version, "image", img.Digest, "mode", spec.Mode)
 	return fn, old, nil
 }
@@ -143,6 +150,7 @@ func (a *Agent) remove(ctx context.Context, name string) error {
 		return err
 	}
 	a.invoker.remove(ctx, name)
+	a.setBindings(name, nil)
 	if err := a.logs.Remove(name); err != nil {
 		a.log.Warn("removing function logs", "function", name, "err", err)
 	}

@@ -54,16 +54,16 @@ func (a *Agent) reportStatus(ctx context.Context) {
 	}
 }
 
-// status is the one-line summary `systemctl status` shows. MQTT and the
-// cloud link do not exist yet: "none" and "standalone".
+// status is the one-line summary `systemctl status` shows. The cloud link
+// does not exist yet: "standalone".
 func (a *Agent) status() string {
 	states := a.invoker.states()
 	warm := 0
 	for _, s := range states {
 		warm += s.instances
 	}
-	return fmt.Sprintf("%s, %s; mqtt: none; cloud: standalone",
-		count(len(states), "function", "functions"), count(warm, "warm instance", "warm instances"))
+	return fmt.Sprintf("%s, %s; mqtt: %s; cloud: standalone",
+		count(len(states), "function", "functions"), count(warm, "warm instance", "warm instances"), a.mqttStatus())
 }
 
 func count(n int, one, many string) string {

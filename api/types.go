@@ -150,6 +150,7 @@ type Info struct {
 	Functions  int    `json:"functions"`
 	Instances  int    `json:"instances"`
 	Images     int    `json:"images"`
+	MQTT       string `json:"mqtt"` // "none", "embedded ADDR", or the broker URL and "(connected)" or "(disconnected)"
 }
 
 // Error is the JSON body of every error answer, from the admin API and the

@@ -11,9 +11,17 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 mkdir -p "$state"
+# The embedded MQTT broker takes 1883 unless something (Debian's mosquitto
+# service, say) listens there already: then the next free port.
+mqtt_port=1883
+while (exec 3<>"/dev/tcp/127.0.0.1/$mqtt_port") 2>/dev/null; do
+  mqtt_port=$((mqtt_port + 1))
+done
 sock="$state/edgefaasd.sock"
 export EDGEFAAS_AGENT="unix://$(realpath "$state")/edgefaasd.sock"
-bin/edgefaasd --state-dir "$state" --api-socket "$sock" --listen "$listen" &
+# Anonymous MQTT on loopback only: a demo, not a gateway on a LAN.
+bin/edgefaasd --state-dir "$state" --api-socket "$sock" --listen "$listen" \
+  --mqtt-listen "127.0.0.1:$mqtt_port" --mqtt-anonymous &
 agent=$!
 trap 'kill -TERM $agent 2>/dev/null; wait $agent' INT TERM
 for _ in $(seq 100); do
@@ -21,7 +29,7 @@ for _ in $(seq 100); do
   kill -0 $agent 2>/dev/null || { echo "edgefaasd did not start" >&2; exit 1; }
   sleep 0.1
 done
-bin/edgefaas deploy hello --image build/hello-http.tar
+bin/edgefaas deploy hello --image build/hello-http.tar --mqtt 'hello/+=hello/{1}/reply'
 bin/edgefaas deploy hello-sh --image build/hello-sh.tar --mode exec
 port=${listen##*:}
 cat <<MSG
@@ -31,6 +39,9 @@ edgefaasd is running (state in $state). Try:
   curl -d 'edge' http://127.0.0.1:$port/function/hello
   curl -d 'edge' http://127.0.0.1:$port/function/hello-sh
   EDGEFAAS_AGENT=$EDGEFAAS_AGENT bin/edgefaas ls
+
+  mosquitto_sub -p $mqtt_port -t 'hello/+/reply' -v &
+  mosquitto_pub -p $mqtt_port -q 1 -t hello/kitchen -m 'edge'
 
 Ctrl-C stops the agent.
 MSG

@@ -92,7 +92,8 @@ func startWrapped(t *testing.T, wrapper []string) *agentProc {
 	a.sock = filepath.Join(a.state, "api.sock")
 	a.logs = &syncBuffer{}
 	args := append(append([]string(nil), wrapper[1:]...), built.edgefaasd, "--state-dir", a.state, "--api-socket", a.sock,
-		"--listen", "127.0.0.1:0", "--cgroup-parent", a.cgroupParent)
+		"--listen", "127.0.0.1:0", "--cgroup-parent", a.cgroupParent,
+		"--mqtt-broker", "none")
 	a.cmd = exec.Command(wrapper[0], args...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {

@@ -105,20 +105,21 @@ type agentProc struct {
 	sock         string
 	gw           string // http://127.0.0.1:PORT
 	cgroupParent string
-	flags        []string // more edgefaasd flags
+	extra        []string // more flags; later flags win over the defaults
 	logs         *syncBuffer
 }
 
 var agentSeq int
 
-func startAgent(t testing.TB, flags ...string) *agentProc {
+// startAgent starts an agent without MQTT; extra flags are added (and win).
+func startAgent(t testing.TB, extra ...string) *agentProc {
 	t.Helper()
 	agentSeq++
 	a := &agentProc{
 		t:            t,
 		state:        t.TempDir(),
 		cgroupParent: fmt.Sprintf("edgefaas-it-%d-%d", os.Getpid(), agentSeq),
-		flags:        flags,
+		extra:        extra,
 	}
 	a.sock = filepath.Join(a.state, "api.sock")
 	a.start()
@@ -134,9 +135,9 @@ func (a *agentProc) start() {
 	t := a.t
 	t.Helper()
 	a.logs = &syncBuffer{}
-	a.cmd = exec.Command(built.edgefaasd, "--state-dir", a.state, "--api-socket", a.sock,
-		"--listen", "127.0.0.1:0", "--cgroup-parent", a.cgroupParent)
-	a.cmd.Args = append(a.cmd.Args, a.flags...)
+	a.cmd = exec.Command(built.edgefaasd, append([]string{"--state-dir", a.state, "--api-socket", a.sock,
+		"--listen", "127.0.0.1:0", "--cgroup-parent", a.cgroupParent,
+		"--mqtt-broker", "none"}, a.extra...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	// No Pdeathsig here: it fires when the *thread* that forked the agent
 	// exits, and the benchmarks' dialIn retires locked threads, which killed

@@ -68,7 +68,7 @@ func startSystemdAgent(t *testing.T, o sdOptions) *sdAgent {
 	if a.notify == nil {
 		a.notify = notifyListener(t)
 	}
-	args := []string{"--state-dir", a.state, "--api-socket", a.sock, "--listen", "127.0.0.1:0",
+	args := []string{"--state-dir", a.state, "--api-socket", a.sock, "--listen", "127.0.0.1:0", "--mqtt-broker", "none",
 		"--cgroup-parent", fmt.Sprintf("edgefaas-it-%d-sd%d", os.Getpid(), sdSeq)}
 	env := append(os.Environ(), "NOTIFY_SOCKET="+a.notify.LocalAddr().String())
 	if o.watchdog {

@@ -182,6 +182,31 @@ func TestMigrations(t *testing.T) {
 				}
 			},
 		},
+		{
+			version: 6,
+			seed: func(t *testing.T, db *sql.DB) {
+				exec(t, db, `INSERT INTO functions VALUES ('f', ?, '{"name":"f"}', 2, 'c', 'u')`, digest)
+			},
+			check: func(t *testing.T, db *sql.DB) {
+				if !hasTable(t, db, "mqtt_inbox") || !hasTable(t, db, "mqtt_outbox") {
+					t.Fatal("no mqtt_inbox or mqtt_outbox after version 6")
+				}
+				exec(t, db, `INSERT INTO mqtt_inbox (function_name, filter, reply, ordered, topic, payload, qos, retain, dup, received_ns)
+					VALUES ('f', 'a/+', '', 0, 'a/b', x'00', 1, 0, 0, 1)`)
+				exec(t, db, `INSERT INTO mqtt_outbox (topic, payload, created_ns) VALUES ('r', x'', 1)`)
+				for _, bad := range []string{
+					`INSERT INTO mqtt_inbox (function_name, filter, reply, ordered, topic, payload, qos, retain, dup, received_ns)
+						VALUES ('f', 'a/+', '', 0, 'a/b', x'00', 2, 0, 0, 1)`,
+					`INSERT INTO mqtt_inbox (function_name, filter, reply, ordered, topic, payload, qos, retain, dup, received_ns)
+						VALUES ('', 'a/+', '', 0, 'a/b', x'00', 1, 0, 0, 1)`,
+					`INSERT INTO mqtt_outbox (topic, payload, created_ns) VALUES ('', x'', 1)`,
+				} {
+					if _, err := db.ExecContext(t.Context(), bad); err == nil {
+						t.Errorf("accepted %s", bad)
+					}
+				}
+			},
+		},
 	}
 	if len(tests) != len(mustLoad(t, migrationFiles)) {
 		t.Fatalf("%d migration tests for %d migrations: every migration needs one", len(tests), len(mustLoad(t, migrationFiles)))

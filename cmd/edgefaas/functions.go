@@ -21,6 +21,12 @@ import (
 )
 
 func (c *cli) deploy(ctx context.Context, args []string) error {
+	if file, ok, err := stackArg(args); ok || err != nil {
+		if err != nil {
+			return err
+		}
+		return c.deployStack(ctx, file)
+	}
 	fs := newFlags("deploy")
 	var spec api.FunctionSpec
 	var memory, cpu string
@@ -41,6 +47,8 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 	fs.Int64Var(&spec.RecycleAfter, "recycle-after", 0, "replace an instance after this many invocations")
 	fs.StringVar(&recycleMemory, "recycle-memory", "", "replace an idle instance whose memory use passed this, e.g. 100Mi")
 	fs.Var(&env, "env", "K=V, repeatable")
+	var bindings listFlag
+	fs.Var(&bindings, "mqtt", "MQTT binding 'FILTER[=REPLY][;qos=0|1|2][;ordered]', repeatable (reply template: {topic}, {1}, {2}...)")
 	name, err := oneName(fs, args, "function NAME")
 	if err != nil {
 		return err
@@ -72,6 +80,13 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 			spec.Env = map[string]string{}
 		}
 		spec.Env[k] = v
+	}
+	for _, v := range bindings {
+		b, err := parseBinding(v)
+		if err != nil {
+			return err
+		}
+		spec.MQTT = append(spec.MQTT, b)
 	}
 	cl, err := c.client()
 	if err != nil {

@@ -20,6 +20,8 @@ const usage = `edgefaas: deploy, invoke and inspect functions on an edgefaas age
   edgefaas deploy NAME --image REF [--mode http|exec] [--memory 128Mi] [--cpu 500m]
           [--pids 64] [--timeout 10s] [--concurrency N] [--min N] [--max N]
           [--idle 5m] [--queue N] [--recycle-after N] [--recycle-memory SIZE] [--env K=V]...
+          [--mqtt 'FILTER[=REPLY][;qos=0|1|2][;ordered]']...
+  edgefaas deploy -f stack.yaml                 many functions, one file
   edgefaas invoke NAME [-d DATA | -d @FILE]     body from stdin when -d is absent
   edgefaas ls | describe NAME | rm NAME
   edgefaas logs NAME [-f] [--since 10m] [--call ID] [--tail N]

@@ -32,6 +32,7 @@ func (c *cli) status(ctx context.Context, args []string) error {
 	fmt.Fprintf(tw, "state\t%s\n", info.StateDir)
 	fmt.Fprintf(tw, "functions\t%d (%d instances running)\n", info.Functions, info.Instances)
 	fmt.Fprintf(tw, "images\t%d\n", info.Images)
+	fmt.Fprintf(tw, "mqtt\t%s\n", info.MQTT)
 	return tw.Flush()
 }
 

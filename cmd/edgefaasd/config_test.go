@@ -156,6 +156,8 @@ func TestDefaultConfigMatchesFlags(t *testing.T) {
 			enabled = append(enabled, s)
 			key, _, _ := strings.Cut(s, " ")
 			keys[key] = true
+		} else if key, ok := strings.CutSuffix(s, " ="); ok && !strings.Contains(key, " ") {
+			keys[key] = true // a setting without a default, shown empty
 		}
 	}
 	withAll, err := parseFlags([]string{"--config", writeConfig(t, strings.Join(enabled, "\n"))})
