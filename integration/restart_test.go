@@ -3,7 +3,9 @@ package integration
 import (
 	"net/http"
 	"os"
+	"slices"
 	"testing"
+	"time"
 )
 
 func TestKill9ThenRestartCleansUpAndKeepsFunctions(t *testing.T) {
@@ -12,10 +14,19 @@ func TestKill9ThenRestartCleansUpAndKeepsFunctions(t *testing.T) {
 	a.mustCLI("deploy", "sh", "--image", built.busybox, "--env", "SCRIPT=cat")
 	a.call(http.MethodPost, "/function/web/echo", "x").want(t, 200, "ok")
 	a.call(http.MethodPost, "/function/sh", "x").want(t, 200, "ok")
-	before := append(a.sandboxPids("web"), a.sandboxPids("sh")...)
-	if len(before) < 2 {
-		t.Fatalf("want running sandboxes of both functions, found pids %v", before)
-	}
+	// Each call leaves an instance and, being recent, a prewarmed sandbox.
+	// Wait until both are made: a sandbox caught while it is being created
+	// has short-lived setup processes that die with the agent.
+	// The same pids at two polls in a row (waitFor's delay grows to
+	// 100 ms), so that none is a passing one.
+	var before []int
+	waitFor(t, 10*time.Second, "an instance and a prewarmed sandbox of each function", func() bool {
+		web, sh := a.sandboxPids("web"), a.sandboxPids("sh")
+		now := append(web, sh...)
+		settled := len(web) == 2 && len(sh) == 2 && slices.Equal(now, before)
+		before = now
+		return settled
+	})
 
 	a.kill9()
 	// The sandboxes outlive a crashed agent: that is what the next start
