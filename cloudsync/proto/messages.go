@@ -123,7 +123,6 @@ type Health struct {
 	UptimeMs      int64 `json:"uptime_ms"`
 	Instances     int   `json:"instances"`
 	Functions     int   `json:"functions"`
-	UnackedUsage  int64 `json:"unacked_usage"` // records waiting for upload, when known
 	ResidentBytes int64 `json:"resident_bytes,omitempty"`
 }
 

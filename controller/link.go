@@ -1,0 +1,234 @@
+package controller
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/edgefaas/edgefaas/cloudsync/proto"
+	"github.com/edgefaas/edgefaas/errdefs"
+)
+
+// link is one device's websocket, from the accepted challenge to its close.
+// Its read loop is the only writer of data frames; pings and closes from
+// elsewhere go through WriteControl, which gorilla allows beside it.
+type link struct {
+	srv         *Server
+	conn        *websocket.Conn
+	device      string
+	connectedAt time.Time
+	log         *slog.Logger
+}
+
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  4096,
+	WriteBufferSize: 4096,
+	// Agents are not browsers: no Origin to check. The dashboard, when it
+	// comes, does not use this endpoint.
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered already
+	}
+	conn.SetReadLimit(proto.MaxFrame)
+	s.linkWG.Add(1)
+	defer s.linkWG.Done()
+	defer conn.Close()
+	device, err := s.authenticate(r.Context(), conn)
+	if err != nil {
+		s.log.Info("link refused", "remote", r.RemoteAddr, "err", err)
+		code := proto.CodeUnauthorized
+		switch {
+		case errors.Is(err, errRevoked):
+			code = proto.CodeRevoked
+		case errors.Is(err, errdefs.ErrInvalid):
+			code = proto.CodeInvalid
+		}
+		s.sendError(conn, code, err.Error())
+		return
+	}
+	l := &link{srv: s, conn: conn, device: device.ID, connectedAt: time.Now().UTC(),
+		log: s.log.With("device", device.ID, "remote", r.RemoteAddr)}
+	if old := s.hub.attach(l); old != nil {
+		closeWith(old.conn, websocket.ClosePolicyViolation, proto.CodeReplaced)
+	}
+	defer s.hub.detach(l)
+	l.log.Info("link up")
+	err = l.serve(device)
+	l.log.Info("link down", "err", err)
+	// Best effort: the time the link went down is when it was last seen.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = s.store.Seen(ctx, device.ID, nil, nil)
+	cancel()
+}
+
+// errRevoked refuses a device that was revoked.
+var errRevoked = errors.New("device revoked")
+
+// authenticate sends a fresh nonce and checks the device's signature of it.
+func (s *Server) authenticate(ctx context.Context, conn *websocket.Conn) (Device, error) {
+	nonce := make([]byte, proto.NonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		return Device{}, err
+	}
+	if err := s.write(conn, proto.TypeChallenge, "", proto.Challenge{Nonce: nonce}); err != nil {
+		return Device{}, err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.AuthTimeout))
+	e, err := readFrame(conn)
+	if err != nil {
+		return Device{}, err
+	}
+	if e.Type != proto.TypeAuth {
+		return Device{}, fmt.Errorf("first frame %q, want auth: %w", e.Type, errdefs.ErrInvalid)
+	}
+	a, err := proto.DecodeBody[proto.Auth](e)
+	if err != nil {
+		return Device{}, err
+	}
+	d, err := s.store.Device(ctx, a.DeviceID)
+	if err != nil {
+		return Device{}, fmt.Errorf("device %q: %w", a.DeviceID, err)
+	}
+	if !ed25519.Verify(d.PublicKey, proto.ChallengeMessage(a.DeviceID, nonce), a.Signature) {
+		return Device{}, fmt.Errorf("device %q: signature does not match its key", a.DeviceID)
+	}
+	if d.RevokedAt != nil {
+		return Device{}, fmt.Errorf("device %q: %w", d.ID, errRevoked)
+	}
+	return d, nil
+}
+
+// serve sends the welcome, then reads until the link fails or is closed.
+func (l *link) serve(d Device) error {
+	s := l.srv
+	if err := s.write(l.conn, proto.TypeWelcome, "", proto.Welcome{DeviceID: d.ID, Labels: d.Labels,
+		PingIntervalMs: s.cfg.PingInterval.Milliseconds(), HealthIntervalMs: s.cfg.HealthInterval.Milliseconds()}); err != nil {
+		return err
+	}
+	// A pong or any frame proves the agent alive; missing two pings in a
+	// row ends the link.
+	alive := func() { _ = l.conn.SetReadDeadline(time.Now().Add(2*s.cfg.PingInterval + s.cfg.AuthTimeout)) }
+	alive()
+	l.conn.SetPongHandler(func(string) error { alive(); return nil })
+	stop := make(chan struct{})
+	defer close(stop)
+	go l.ping(stop)
+	for {
+		e, err := readFrame(l.conn)
+		if err != nil {
+			if errors.Is(err, errdefs.ErrInvalid) {
+				s.sendError(l.conn, proto.CodeInvalid, err.Error())
+			}
+			return err
+		}
+		alive()
+		if err := l.handle(e); err != nil {
+			code := proto.CodeInternal
+			if errors.Is(err, errdefs.ErrInvalid) {
+				code = proto.CodeInvalid
+			}
+			s.sendError(l.conn, code, err.Error())
+			return err
+		}
+		alive() // a slow store must not cost the link
+	}
+}
+
+func (l *link) ping(stop <-chan struct{}) {
+	t := time.NewTicker(l.srv.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if err := l.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(l.srv.cfg.WriteTimeout)); err != nil {
+				_ = l.conn.Close()
+				return
+			}
+		}
+	}
+}
+
+// handle acts on one frame from the agent.
+func (l *link) handle(e proto.Envelope) error {
+	s := l.srv
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout+10*time.Second)
+	defer cancel()
+	switch e.Type {
+	case proto.TypeHello:
+		h, err := proto.DecodeBody[proto.Hello](e)
+		if err != nil {
+			return err
+		}
+		l.log.Info("hello", "version", h.Version, "arch", h.Arch, "cgroups", h.CgroupMode, "functions", len(h.Functions))
+		return s.store.Seen(ctx, l.device, &h, nil)
+	case proto.TypeHealth:
+		h, err := proto.DecodeBody[proto.Health](e)
+		if err != nil {
+			return err
+		}
+		return s.store.Seen(ctx, l.device, nil, &h)
+	case proto.TypeUsage:
+		u, err := proto.DecodeBody[proto.Usage](e)
+		if err != nil {
+			return err
+		}
+		n, err := s.ingest.put(ctx, UsageBatch{Device: l.device, Records: u.Records})
+		if err != nil {
+			return err
+		}
+		s.hub.ingested.Add(int64(n))
+		s.hub.dups.Add(int64(len(u.Records) - n))
+		if n < len(u.Records) {
+			l.log.Info("usage records received again, kept once", "dropped", len(u.Records)-n)
+		}
+		// Only now, with the records durable, may the agent forget them.
+		return s.write(l.conn, proto.TypeUsageAck, e.ID, proto.UsageAck{UpTo: u.Records[len(u.Records)-1].Seq})
+	case proto.TypeError:
+		m, _ := proto.DecodeBody[proto.Error](e)
+		return fmt.Errorf("agent closes: %s: %s", m.Code, m.Message)
+	default:
+		return fmt.Errorf("unexpected %q from an agent: %w", e.Type, errdefs.ErrInvalid)
+	}
+}
+
+// readFrame reads and decodes one text frame. A binary frame or one that
+// does not decode is ErrInvalid; a frame over the read limit is an error
+// of the connection (gorilla has sent the close frame already).
+func readFrame(conn *websocket.Conn) (proto.Envelope, error) {
+	typ, b, err := conn.ReadMessage()
+	if err != nil {
+		return proto.Envelope{}, err
+	}
+	if typ != websocket.TextMessage {
+		return proto.Envelope{}, fmt.Errorf("binary frame: %w", errdefs.ErrInvalid)
+	}
+	return proto.Decode(b)
+}
+
+func (s *Server) write(conn *websocket.Conn, typ, id string, body any) error {
+	b, err := proto.Encode(typ, id, body)
+	if err != nil {
+		return err
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	return conn.WriteMessage(websocket.TextMessage, b)
+}
+
+// sendError tells the agent why the link ends, then closes it.
+func (s *Server) sendError(conn *websocket.Conn, code, msg string) {
+	_ = s.write(conn, proto.TypeError, "", proto.Error{Code: code, Message: msg})
+	closeWith(conn, websocket.ClosePolicyViolation, code)
+}
