@@ -190,6 +190,7 @@ func (a *Agent) handleInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Info{
 		Version: api.Version, Arch: runtime.GOARCH, CgroupMode: a.sandboxes.CgroupMode().String(),
 		StateDir: a.cfg.StateDir, Listen: a.gatewayAddr(), Functions: len(fns), Instances: n, Images: len(imgs),
+		Cloud: a.cloudStatus(),
 	})
 }
 

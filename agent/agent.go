@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgefaas/edgefaas/cloudsync"
 	"github.com/edgefaas/edgefaas/images"
 	"github.com/edgefaas/edgefaas/logs"
 	"github.com/edgefaas/edgefaas/metering"
@@ -57,6 +58,16 @@ type Config struct {
 	// StatusInterval is how often the status line is sent again when it did
 	// not change; 10s. A change is sent within a second.
 	StatusInterval time.Duration
+
+	// CloudURL is the cloud controller (http:// or https://); empty runs
+	// standalone. Records then wait for the controller's acknowledgement
+	// before they may be rolled up.
+	CloudURL string
+	// CloudEnroll is a one-time enrolment token, used when the device has
+	// no identity in StateDir/cloud yet.
+	CloudEnroll     string
+	CloudMaxBackoff time.Duration // the cap of the reconnect delay; 3m
+	CloudBatch      int           // activation records per upload message; 500
 }
 
 func (c *Config) setDefaults() {
@@ -109,10 +120,12 @@ type Agent struct {
 	metrics   *metrics
 	notify    Notifier
 	probe     *http.Client // the watchdog probe's: no proxy, a new connection each time
+	cloudID   cloudsync.Identity
 
 	mu      sync.Mutex
 	servers []*http.Server
-	gwAddr  string // the gateway's bound address, once serving
+	gwAddr  string          // the gateway's bound address, once serving
+	link    *cloudsync.Link // the cloud link, while serving with a controller
 }
 
 // gatewayAddr is the address the gateway serves on, with a wildcard host
@@ -174,10 +187,15 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	a.invoker = newInvoker(a.sandboxes, a.logs, invokerConfig{
 		startTimeout: cfg.StartTimeout, prewarm: cfg.Prewarm, prewarmWindow: cfg.PrewarmWindow}, a.log)
 	a.metrics = newMetrics(a.invoker)
-	// Standalone (no cloud controller yet): every record counts as
-	// acknowledged, so retention rolls them up; the cloud link will set
-	// RequireAck.
-	if a.ledger, err = metering.Open(a.db, metering.Config{Retention: cfg.Retention, Logger: a.log}); err != nil {
+	// Standalone, every record counts as acknowledged, so retention rolls
+	// them up; with a controller only those it acknowledged are.
+	if cfg.CloudURL != "" {
+		if a.cloudID, err = a.cloudIdentity(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if a.ledger, err = metering.Open(a.db, metering.Config{Retention: cfg.Retention, Logger: a.log,
+		RequireAck: cfg.CloudURL != ""}); err != nil {
 		return nil, fmt.Errorf("open metering ledger: %w", err)
 	}
 	if err := a.loadFunctions(ctx); err != nil {
@@ -234,6 +252,9 @@ func (a *Agent) serveOn(ctx context.Context, apiLn, gwLn net.Listener) error {
 	// agent, and both listeners are bound with their servers started, so a
 	// client that connects the moment systemd hears this is answered.
 	a.notify.Ready()
+	if err := a.startCloud(); err != nil {
+		a.log.Error("cloud link not started", "err", err)
+	}
 	statusCtx, stopStatus := context.WithCancel(ctx)
 	statusDone := make(chan struct{})
 	go func() {
@@ -270,6 +291,7 @@ func (a *Agent) shutdown() {
 // a clean stop; after a crash the next start cleans them up.
 func (a *Agent) Close() error {
 	a.shutdown()
+	a.stopCloud()                                      // before the ledger closes: no upload in flight
 	closeAll(a.cfg.APIListener, a.cfg.GatewayListener) // when Serve never ran
 	if a.async != nil {
 		a.async.close() // no new async calls start

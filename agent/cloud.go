@@ -1,0 +1,141 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgefaas/edgefaas/api"
+	"github.com/edgefaas/edgefaas/cloudsync"
+	"github.com/edgefaas/edgefaas/cloudsync/proto"
+	"github.com/edgefaas/edgefaas/errdefs"
+)
+
+// cloudDir holds the device key and what enrolment returned.
+func (a *Agent) cloudDir() string { return filepath.Join(a.cfg.StateDir, "cloud") }
+
+// cloudIdentity returns the device's identity, enrolling with
+// cfg.CloudEnroll first when the device has none. A device already
+// enrolled ignores the token, so that a unit file or a config that keeps
+// --enroll works across restarts.
+func (a *Agent) cloudIdentity(ctx context.Context) (cloudsync.Identity, error) {
+	id, err := cloudsync.LoadIdentity(a.cloudDir())
+	switch {
+	case err == nil:
+		if a.cfg.CloudEnroll != "" {
+			a.log.Info("already enrolled: ignoring the enrolment token", "device", id.DeviceID)
+		}
+		if id.Controller != a.cfg.CloudURL {
+			a.log.Warn("enrolled with another controller URL; using the one configured",
+				"enrolled_with", id.Controller, "cloud", a.cfg.CloudURL)
+		}
+		return id, nil
+	case !errors.Is(err, errdefs.ErrNotFound):
+		return id, err
+	case a.cfg.CloudEnroll == "":
+		return id, fmt.Errorf("cloud %s: this device is not enrolled: start it once with --enroll TOKEN (edgecloud token create): %w",
+			a.cfg.CloudURL, errdefs.ErrInvalid)
+	}
+	id, err = cloudsync.Enroll(ctx, a.cloudDir(), a.cfg.CloudURL, a.cfg.CloudEnroll)
+	if err != nil {
+		return id, err
+	}
+	a.log.Info("enrolled with the cloud controller", "device", id.DeviceID, "cloud", a.cfg.CloudURL, "labels", id.Labels)
+	return id, nil
+}
+
+// startCloud starts the link when the agent has a controller.
+func (a *Agent) startCloud() error {
+	if a.cfg.CloudURL == "" {
+		return nil
+	}
+	l, err := cloudsync.Start(cloudsync.Config{
+		Identity: a.cloudID, URL: a.cfg.CloudURL, Ledger: a.ledger,
+		Inventory: a.inventory, Health: a.health, Version: api.Version,
+		MaxBackoff: a.cfg.CloudMaxBackoff, BatchSize: a.cfg.CloudBatch, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.link = l
+	a.mu.Unlock()
+	return nil
+}
+
+// stopCloud ends the link; no upload is in flight once it returns.
+func (a *Agent) stopCloud() {
+	a.mu.Lock()
+	l := a.link
+	a.link = nil
+	a.mu.Unlock()
+	if l != nil {
+		_ = l.Close()
+	}
+}
+
+func (a *Agent) cloudStatus() *api.CloudStatus {
+	a.mu.Lock()
+	l := a.link
+	a.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	st := l.Status()
+	return &api.CloudStatus{Controller: st.Controller, DeviceID: st.DeviceID, Connected: st.Connected,
+		Links: st.Links, AckedSeq: st.AckedSeq, Uploaded: st.Uploaded, LastError: st.LastError}
+}
+
+// inventory is what the link's hello reports.
+func (a *Agent) inventory(ctx context.Context) proto.Hello {
+	h := proto.Hello{Version: api.Version, Arch: runtime.GOARCH, CgroupMode: a.sandboxes.CgroupMode().String(),
+		Functions: []proto.FunctionVersion{}}
+	h.Hostname, _ = os.Hostname()
+	fns, err := a.db.Functions(ctx)
+	if err != nil {
+		a.log.Warn("inventory: listing functions", "err", err)
+	}
+	for _, f := range fns {
+		h.Functions = append(h.Functions, proto.FunctionVersion{Name: f.Spec.Name, Version: f.Version,
+			ImageDigest: f.ImageDigest, Mode: f.Spec.Mode})
+	}
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		h.Resources = &proto.Resources{CPUs: runtime.NumCPU(), MemoryBytes: int64(si.Totalram) * int64(si.Unit)}
+	}
+	return h
+}
+
+// health is what the link reports periodically.
+func (a *Agent) health(ctx context.Context) proto.Health {
+	var h proto.Health
+	for _, n := range a.invoker.instances() {
+		h.Instances += n
+	}
+	if fns, err := a.db.Functions(ctx); err == nil {
+		h.Functions = len(fns)
+	}
+	h.ResidentBytes = residentBytes()
+	return h
+}
+
+// residentBytes is the agent's resident memory, from /proc/self/statm.
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
