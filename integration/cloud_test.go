@@ -1,0 +1,345 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgefaas/edgefaas/api"
+	"github.com/edgefaas/edgefaas/controller"
+)
+
+// cloudProc is a running edgecloud on a loopback port that stays the same
+// across restarts (agents keep its URL).
+type cloudProc struct {
+	t      testing.TB
+	dir    string
+	addr   string
+	url    string
+	cmd    *exec.Cmd
+	logs   *syncBuffer
+	client *controller.Client
+}
+
+func startCloud(t testing.TB) *cloudProc {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c := &cloudProc{t: t, dir: t.TempDir(), addr: addr, url: "http://" + addr}
+	c.start()
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *cloudProc) start() {
+	t := c.t
+	t.Helper()
+	c.logs = &syncBuffer{}
+	c.cmd = exec.Command(built.edgecloud, "serve", "--listen", c.addr, "--data-dir", c.dir, "--ping", "2s")
+	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "edgecloud to serve", func() bool {
+		resp, err := http.Get(c.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	token, err := os.ReadFile(filepath.Join(c.dir, controller.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.client, err = controller.NewClient(c.url, strings.TrimSpace(string(token))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *cloudProc) stop() { terminate(c.t, c.cmd, c.logs) }
+
+// cli runs the edgecloud binary against this controller.
+func (c *cloudProc) cli(args ...string) (string, error) {
+	args = append(args, "--controller", c.url, "--data-dir", c.dir)
+	out, err := exec.Command(built.edgecloud, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("edgecloud %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func (c *cloudProc) token(labels string) string {
+	c.t.Helper()
+	out, err := c.cli("token", "create", "--labels", labels)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+// invocations is what the controller holds for a device, summed.
+func (c *cloudProc) invocations(device string) int64 {
+	c.t.Helper()
+	rows, err := c.client.Usage(context.Background(), controller.UsageQuery{Device: device})
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, r := range rows {
+		n += r.Invocations
+	}
+	return n
+}
+
+// checkStored stops the controller and counts in its database: records,
+// distinct call ids and the highest seq of the device must all be want.
+func (c *cloudProc) checkStored(device string, want int64) {
+	t := c.t
+	t.Helper()
+	c.stop()
+	s, err := controller.OpenStore(context.Background(), c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs, ids, maxSeq, err := s.UsageRecords(context.Background(), device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs != want || ids != want || maxSeq != want {
+		t.Fatalf("controller holds %d records, %d distinct call ids, highest seq %d; want %d of each", recs, ids, maxSeq, want)
+	}
+}
+
+// startCloudAgent starts an agent enrolled at c with a fresh token.
+func startCloudAgent(t testing.TB, c *cloudProc, flags ...string) (*agentProc, string) {
+	t.Helper()
+	a := startAgent(t, append([]string{"--cloud", c.url, "--enroll", c.token("site=test,tier=edge"),
+		"--cloud-max-backoff", "1s"}, flags...)...)
+	var device string
+	waitFor(t, 20*time.Second, "the agent's cloud link", func() bool {
+		st := a.cloud()
+		device = st.DeviceID
+		return st.Connected
+	})
+	return a, device
+}
+
+func (a *agentProc) cloud() api.CloudStatus {
+	info, err := a.client().Info(context.Background())
+	if err != nil || info.Cloud == nil {
+		return api.CloudStatus{}
+	}
+	return *info.Cloud
+}
+
+// hammer makes n calls to the function over w workers and returns the
+// call ids answered.
+func (a *agentProc) hammer(t testing.TB, fn string, n, w int) map[string]bool {
+	t.Helper()
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	var wg sync.WaitGroup
+	next := make(chan struct{})
+	errs := make(chan error, w)
+	for range w {
+		wg.Go(func() {
+			for range next {
+				resp, err := http.Post(a.gw+"/function/"+fn+"/echo", "text/plain", strings.NewReader("x"))
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("status %d %s", resp.StatusCode, resp.Header.Get("X-Faas-Status"))
+					return
+				}
+				mu.Lock()
+				ids[resp.Header.Get("X-Call-Id")] = true
+				mu.Unlock()
+			}
+		})
+	}
+	func() {
+		defer close(next)
+		for range n {
+			select {
+			case next <- struct{}{}:
+			case err := <-errs:
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatalf("call failed: %v", err)
+	default:
+	}
+	if len(ids) != n {
+		t.Fatalf("%d distinct call ids for %d calls", len(ids), n)
+	}
+	return ids
+}
+
+// TestCloudEnrolInvokeUsage: an agent enrolled with a token shows at the
+// controller with its labels and inventory, and its invocations arrive.
+func TestCloudEnrolInvokeUsage(t *testing.T) {
+	c := startCloud(t)
+	a, device := startCloudAgent(t, c)
+	a.mustCLI("deploy", "hello", "--image", built.testfn, "--memory", "64Mi")
+	for range 20 {
+		a.call(http.MethodPost, "/function/hello/echo", "x").want(t, 200, "ok")
+	}
+	waitFor(t, 30*time.Second, "20 invocations at the controller", func() bool { return c.invocations(device) == 20 })
+	out, err := c.cli("usage", "--device", device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "hello") || !strings.Contains(out, " 20 ") {
+		t.Fatalf("edgecloud usage:\n%s", out)
+	}
+	// The inventory lists the function (hello is sent at link up, so a
+	// deploy after it shows from the next link on); labels and state now.
+	d, err := c.client.Device(context.Background(), device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Online || d.Labels["site"] != "test" || d.Inventory == nil || d.Inventory.Version == "" || d.Inventory.CgroupMode == "" {
+		t.Fatalf("device %+v", d)
+	}
+	out, err = c.cli("devices")
+	if err != nil || !strings.Contains(out, device) || !strings.Contains(out, "online") || !strings.Contains(out, "site=test,tier=edge") {
+		t.Fatalf("edgecloud devices: %v\n%s", err, out)
+	}
+	t.Logf("edgecloud devices:\n%s\nedgecloud usage:\n%s", out, mustOut(c.cli("usage")))
+}
+
+func mustOut(s string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}
+
+// TestCloudOutageExactlyOnce: the controller is down while 5,000 calls
+// happen; once it is back the agent uploads them, and the controller holds
+// each exactly once.
+func TestCloudOutageExactlyOnce(t *testing.T) {
+	c := startCloud(t)
+	a, device := startCloudAgent(t, c)
+	a.mustCLI("deploy", "f", "--image", built.testfn, "--memory", "64Mi", "--concurrency", "16")
+	a.call(http.MethodPost, "/function/f/echo", "x").want(t, 200, "ok")
+	waitFor(t, 30*time.Second, "the first record uploaded", func() bool { return c.invocations(device) == 1 })
+
+	c.stop()
+	waitFor(t, 20*time.Second, "the agent to see the controller gone", func() bool { return !a.cloud().Connected })
+	const n = 5000
+	start := time.Now()
+	a.hammer(t, "f", n, 32)
+	t.Logf("%d calls with the controller down in %s", n, time.Since(start).Round(time.Millisecond))
+
+	c.start()
+	start = time.Now()
+	waitFor(t, 60*time.Second, "every record at the controller", func() bool { return a.cloud().AckedSeq == n+1 })
+	t.Logf("uploaded and acknowledged %d records in %s after the controller came back", n, time.Since(start).Round(time.Millisecond))
+	if got := c.invocations(device); got != n+1 {
+		t.Fatalf("controller sums %d invocations, want %d", got, n+1)
+	}
+	c.checkStored(device, n+1)
+}
+
+// TestCloudKill9DuringUpload: the agent is killed while it uploads a
+// backlog; after its restart the controller holds every record once.
+func TestCloudKill9DuringUpload(t *testing.T) {
+	c := startCloud(t)
+	// Small batches: the upload takes many round trips, one of which the
+	// kill lands in.
+	a, device := startCloudAgent(t, c, "--cloud-batch", "20")
+	a.mustCLI("deploy", "f", "--image", built.testfn, "--memory", "64Mi", "--concurrency", "16")
+	c.stop()
+	const n = 5000
+	a.hammer(t, "f", n, 32)
+
+	c.start()
+	var atKill int64
+	waitFor(t, 60*time.Second, "the upload to start", func() bool {
+		atKill = c.invocations(device)
+		return atKill > 0
+	})
+	a.kill9()
+	t.Logf("agent killed with %d of %d records at the controller", atKill, n)
+	if atKill >= n {
+		t.Fatalf("the upload finished before the kill (%d records): nothing was tested", atKill)
+	}
+	a.start()
+	waitFor(t, 60*time.Second, "every record at the controller", func() bool { return c.invocations(device) == n })
+	stats, err := c.client.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("controller stats after the restart: %+v", stats)
+	waitFor(t, 30*time.Second, "the agent's ack", func() bool { return a.cloud().AckedSeq == n })
+	c.checkStored(device, n)
+}
+
+// TestCloudRefusals: a replayed enrolment token stops the second agent;
+// a revoked device loses its link and is refused when it comes back.
+func TestCloudRefusals(t *testing.T) {
+	c := startCloud(t)
+	token := c.token("site=a")
+	a := startAgent(t, "--cloud", c.url, "--enroll", token, "--cloud-max-backoff", "1s")
+	var device string
+	waitFor(t, 20*time.Second, "link up", func() bool { st := a.cloud(); device = st.DeviceID; return st.Connected })
+
+	// The same token on another gateway.
+	state := t.TempDir()
+	cmd := exec.Command(built.edgefaasd, "--state-dir", state, "--api-socket", filepath.Join(state, "api.sock"),
+		"--listen", "127.0.0.1:0", "--cgroup-parent", fmt.Sprintf("edgefaas-it-%d-replay", os.Getpid()),
+		"--cloud", c.url, "--enroll", token)
+	done := make(chan struct{})
+	var out []byte
+	var runErr error
+	go func() { out, runErr = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		t.Fatalf("the agent with a replayed token kept running:\n%s", out)
+	}
+	if runErr == nil || !strings.Contains(string(out), "refused the token") {
+		t.Fatalf("replayed token: %v\n%s", runErr, out)
+	}
+
+	if _, err := c.cli("devices", "revoke", device); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the agent to be refused", func() bool {
+		st := a.cloud()
+		return !st.Connected && strings.Contains(st.LastError, "revoked")
+	})
+	out2, err := c.cli("devices")
+	if err != nil || !strings.Contains(out2, "revoked") {
+		t.Fatalf("edgecloud devices: %v\n%s", err, out2)
+	}
+	if st := a.cloud(); st.Links != 1 {
+		t.Fatalf("the revoked agent got %d links, want only its first", st.Links)
+	}
+}
