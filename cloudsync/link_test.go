@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -34,7 +35,8 @@ type cloud struct {
 
 func startCloud(t *testing.T) *cloud {
 	t.Helper()
-	s, err := controller.New(t.Context(), controller.Config{DataDir: t.TempDir(), PingInterval: time.Second})
+	s, err := controller.New(t.Context(), controller.Config{DataDir: t.TempDir(), PingInterval: time.Second,
+		HealthInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,9 +140,12 @@ func TestEnrolAndUpload(t *testing.T) {
 	}
 	ledger := openLedger(t)
 	record(t, ledger, 1234)
+	var fnVersion atomic.Int64
+	fnVersion.Store(3)
 	l := startLink(t, Config{Identity: id, Ledger: ledger, BatchSize: 100,
 		Inventory: func(context.Context) proto.Hello {
-			return proto.Hello{Version: "test", Arch: "riscv64", Functions: []proto.FunctionVersion{{Name: "f", Version: 3}}}
+			return proto.Hello{Version: "test", Arch: "riscv64",
+				Functions: []proto.FunctionVersion{{Name: "f", Version: fnVersion.Load()}}}
 		}})
 	waitFor(t, 20*time.Second, "1234 records acknowledged", func() bool { return l.Status().AckedSeq == 1234 })
 	if left, err := ledger.Unacked(t.Context(), 0, 10); err != nil || len(left) != 0 {
@@ -164,6 +169,12 @@ func TestEnrolAndUpload(t *testing.T) {
 	if st := l.Status(); !st.Connected || st.Uploaded != 1234 {
 		t.Fatalf("link status %+v", st)
 	}
+	// A changed inventory is sent again.
+	fnVersion.Store(4)
+	waitFor(t, 10*time.Second, "the new inventory", func() bool {
+		d, err := c.client.Device(t.Context(), id.DeviceID)
+		return err == nil && d.Inventory != nil && d.Inventory.Functions[0].Version == 4 && d.Health != nil
+	})
 	// Records written while the link is up go too.
 	record(t, ledger, 10)
 	waitFor(t, 10*time.Second, "10 more", func() bool { return l.Status().AckedSeq == 1244 })
@@ -275,4 +286,27 @@ func TestBackoff(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCloseLeavesNoGoroutines: after Close, the link's goroutines (the
+// run loop, the session, its reader) are gone, and so are the controller's
+// for that link.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	c := startCloud(t)
+	id, err := Enroll(t.Context(), t.TempDir(), c.url, c.token(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger := openLedger(t)
+	http.DefaultClient.CloseIdleConnections() // enrolment's keep-alive connection
+	before := runtime.NumGoroutine()
+	l, err := Start(Config{Identity: id, Ledger: ledger, UploadEvery: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "link up", func() bool { return l.Status().Connected })
+	l.Close()
+	waitFor(t, 10*time.Second, "goroutines back to the count before the link", func() bool {
+		return runtime.NumGoroutine() <= before
+	})
 }

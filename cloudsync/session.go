@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -87,11 +88,21 @@ func (l *Link) session(ctx context.Context, wsURL string) error {
 // flight at a time.
 func (l *Link) loop(ctx context.Context, conn *websocket.Conn, w proto.Welcome,
 	frames <-chan proto.Envelope, readErr chan error) error {
-	hello := proto.Hello{Version: l.cfg.Version}
-	if l.cfg.Inventory != nil {
-		hello = l.cfg.Inventory(ctx)
+	// hello now, and again whenever the inventory changed by a health
+	// tick (a deploy, an upgrade): the controller keeps the last one.
+	var lastHello proto.Hello
+	sendHello := func(force bool) error {
+		h := proto.Hello{Version: l.cfg.Version}
+		if l.cfg.Inventory != nil {
+			h = l.cfg.Inventory(ctx)
+		}
+		if !force && reflect.DeepEqual(h, lastHello) {
+			return nil
+		}
+		lastHello = h
+		return l.write(conn, proto.TypeHello, "", h)
 	}
-	if err := l.write(conn, proto.TypeHello, "", hello); err != nil {
+	if err := sendHello(true); err != nil {
 		return err
 	}
 	health := time.NewTicker(time.Duration(w.HealthIntervalMs) * time.Millisecond)
@@ -113,6 +124,9 @@ func (l *Link) loop(ctx context.Context, conn *websocket.Conn, w proto.Welcome,
 			readErr <- err // for session's deferred wait
 			return err
 		case <-health.C:
+			if err := sendHello(false); err != nil {
+				return err
+			}
 			if err := l.write(conn, proto.TypeHealth, "", l.health(ctx)); err != nil {
 				return err
 			}

@@ -48,7 +48,7 @@ func (c *cloudProc) start() {
 	t := c.t
 	t.Helper()
 	c.logs = &syncBuffer{}
-	c.cmd = exec.Command(built.edgecloud, "serve", "--listen", c.addr, "--data-dir", c.dir, "--ping", "2s")
+	c.cmd = exec.Command(built.edgecloud, "serve", "--listen", c.addr, "--data-dir", c.dir, "--ping", "2s", "--health", "1s")
 	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -215,15 +215,23 @@ func TestCloudEnrolInvokeUsage(t *testing.T) {
 	if !strings.Contains(out, "hello") || !strings.Contains(out, " 20 ") {
 		t.Fatalf("edgecloud usage:\n%s", out)
 	}
-	// The inventory lists the function (hello is sent at link up, so a
-	// deploy after it shows from the next link on); labels and state now.
-	d, err := c.client.Device(context.Background(), device)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !d.Online || d.Labels["site"] != "test" || d.Inventory == nil || d.Inventory.Version == "" || d.Inventory.CgroupMode == "" {
+	// The inventory follows the deploy (sent again with the next health
+	// report once it changed), with labels and state.
+	var d controller.DeviceStatus
+	waitFor(t, 20*time.Second, "the inventory to list hello", func() bool {
+		var err error
+		d, err = c.client.Device(context.Background(), device)
+		return err == nil && d.Inventory != nil && len(d.Inventory.Functions) == 1 &&
+			d.Inventory.Functions[0].Name == "hello" && d.Inventory.Functions[0].Version == 1
+	})
+	if !d.Online || d.Labels["site"] != "test" || d.Inventory.Version == "" || d.Inventory.CgroupMode == "" ||
+		d.Inventory.Resources == nil || d.Inventory.Resources.CPUs < 1 {
 		t.Fatalf("device %+v", d)
 	}
+	waitFor(t, 20*time.Second, "a health report", func() bool {
+		d, err := c.client.Device(context.Background(), device)
+		return err == nil && d.Health != nil && d.Health.Instances == 1 && d.Health.ResidentBytes > 0
+	})
 	out, err = c.cli("devices")
 	if err != nil || !strings.Contains(out, device) || !strings.Contains(out, "online") || !strings.Contains(out, "site=test,tier=edge") {
 		t.Fatalf("edgecloud devices: %v\n%s", err, out)
