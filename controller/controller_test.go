@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,18 +38,10 @@ func startController(t *testing.T, cfg Config) *testController {
 	}
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(func() {
-		hs.CloseClientConnections()
-		hs.Close()
-		if err := s.Close(); err != nil {
+		if err := s.Close(); err != nil { // closes the hijacked links too
 			t.Error(err)
 		}
-	})
-	// The links are hijacked: close them as Serve's shutdown would.
-	t.Cleanup(func() {
-		for _, l := range s.hub.all() {
-			closeWith(l.conn, 1001, "test over")
-		}
-		s.linkWG.Wait()
+		hs.Close()
 	})
 	c, err := NewClient(hs.URL, s.AdminToken())
 	if err != nil {
@@ -167,7 +160,7 @@ func records(from, to int64) []proto.UsageRecord {
 	return out
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for delay := time.Millisecond; !cond(); delay = min(2*delay, 50*time.Millisecond) {
@@ -336,5 +329,38 @@ func TestStoreEnroll(t *testing.T) {
 	}
 	if _, err := s.Enroll(ctx, "t3", Device{ID: proto.DeviceID(pub), PublicKey: pub}); !errors.Is(err, errdefs.ErrExists) {
 		t.Fatalf("same key again: got %v, want ErrExists", err)
+	}
+}
+
+// TestPingDeadline: a device that answers pings keeps its link over many
+// ping intervals; one that stops reading (no pongs) is dropped.
+func TestPingDeadline(t *testing.T) {
+	tc := startController(t, Config{PingInterval: 50 * time.Millisecond, AuthTimeout: 200 * time.Millisecond})
+	live, dead := tc.enrol(t, nil), tc.enrol(t, nil)
+	for _, d := range []*device{live, dead} {
+		if e := tc.connect(t, d, d.key); e.Type != proto.TypeWelcome {
+			t.Fatalf("got %s", e.Type)
+		}
+	}
+	var pings atomic.Int32
+	live.conn.SetPingHandler(func(data string) error {
+		pings.Add(1)
+		return live.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	go func() {
+		_ = live.conn.SetReadDeadline(time.Time{})
+		for {
+			if _, _, err := live.conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, 10*time.Second, "the silent device dropped", func() bool {
+		d, err := tc.client.Device(t.Context(), dead.id)
+		return err == nil && !d.Online
+	})
+	waitFor(t, 10*time.Second, "20 pings answered", func() bool { return pings.Load() >= 20 })
+	if d, err := tc.client.Device(t.Context(), live.id); err != nil || !d.Online || d.Links != 1 {
+		t.Fatalf("the answering device: %+v %v, want online on its first link", d, err)
 	}
 }

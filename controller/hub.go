@@ -83,15 +83,21 @@ func (h *hub) status(d Device) DeviceStatus {
 	return ds
 }
 
-// all returns every link up now.
-func (h *hub) all() []*link {
+// pingAll pings every link, from one goroutine for the whole hub rather
+// than a goroutine and a timer per link. A link whose ping cannot be
+// written within timeout is not draining its socket: it is closed.
+func (h *hub) pingAll(timeout time.Duration) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := make([]*link, 0, len(h.links))
+	conns := make([]*websocket.Conn, 0, len(h.links))
 	for _, l := range h.links {
-		out = append(out, l)
+		conns = append(conns, l.conn)
 	}
-	return out
+	h.mu.Unlock()
+	for _, c := range conns {
+		if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(timeout)); err != nil {
+			_ = c.Close()
+		}
+	}
 }
 
 // closeWith ends a link from outside its goroutines: a close frame with

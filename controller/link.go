@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -28,8 +29,13 @@ type link struct {
 }
 
 var upgrader = websocket.Upgrader{
-	ReadBufferSize:  4096,
+	// Memory per link matters with thousands of them. A read buffer size
+	// of 0 reuses the HTTP server's 4 KiB reader instead of a second one;
+	// links are idle nearly always, so a write buffer is taken from the
+	// pool for a write and given back after, not held per link.
+	ReadBufferSize:  0,
 	WriteBufferSize: 4096,
+	WriteBufferPool: &sync.Pool{},
 	// Agents are not browsers: no Origin to check. The dashboard, when it
 	// comes, does not use this endpoint.
 	CheckOrigin: func(*http.Request) bool { return true },
@@ -41,12 +47,34 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader answered already
 	}
 	conn.SetReadLimit(proto.MaxFrame)
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		closeWith(conn, websocket.CloseGoingAway, "controller stopping")
+		return
+	}
 	s.linkWG.Add(1)
-	defer s.linkWG.Done()
-	defer conn.Close()
-	device, err := s.authenticate(r.Context(), conn)
+	s.conns[conn] = struct{}{}
+	s.mu.Unlock()
+	// The link runs on a goroutine of its own and this handler returns:
+	// the HTTP server's goroutine has a stack grown by request parsing,
+	// which would otherwise be held for as long as the link lives.
+	go func() {
+		defer s.linkWG.Done()
+		s.runLink(conn, r.RemoteAddr)
+		conn.Close()
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+	}()
+}
+
+func (s *Server) runLink(conn *websocket.Conn, remote string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AuthTimeout)
+	device, err := s.authenticate(ctx, conn)
+	cancel()
 	if err != nil {
-		s.log.Info("link refused", "remote", r.RemoteAddr, "err", err)
+		s.log.Info("link refused", "remote", remote, "err", err)
 		code := proto.CodeUnauthorized
 		switch {
 		case errors.Is(err, errRevoked):
@@ -58,7 +86,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l := &link{srv: s, conn: conn, device: device.ID, connectedAt: time.Now().UTC(),
-		log: s.log.With("device", device.ID, "remote", r.RemoteAddr)}
+		log: s.log.With("device", device.ID, "remote", remote)}
 	if old := s.hub.attach(l); old != nil {
 		closeWith(old.conn, websocket.ClosePolicyViolation, proto.CodeReplaced)
 	}
@@ -67,7 +95,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 	err = l.serve(device)
 	l.log.Info("link down", "err", err)
 	// Best effort: the time the link went down is when it was last seen.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	_ = s.store.Seen(ctx, device.ID, nil, nil)
 	cancel()
 }
@@ -117,13 +145,10 @@ func (l *link) serve(d Device) error {
 		return err
 	}
 	// A pong or any frame proves the agent alive; missing two pings in a
-	// row ends the link.
+	// row (the Server's pinger sends them) ends the link.
 	alive := func() { _ = l.conn.SetReadDeadline(time.Now().Add(2*s.cfg.PingInterval + s.cfg.AuthTimeout)) }
 	alive()
 	l.conn.SetPongHandler(func(string) error { alive(); return nil })
-	stop := make(chan struct{})
-	defer close(stop)
-	go l.ping(stop)
 	for {
 		e, err := readFrame(l.conn)
 		if err != nil {
@@ -142,22 +167,6 @@ func (l *link) serve(d Device) error {
 			return err
 		}
 		alive() // a slow store must not cost the link
-	}
-}
-
-func (l *link) ping(stop <-chan struct{}) {
-	t := time.NewTicker(l.srv.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			if err := l.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(l.srv.cfg.WriteTimeout)); err != nil {
-				_ = l.conn.Close()
-				return
-			}
-		}
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // AdminTokenFile is the file in the data directory that holds the admin
@@ -65,9 +67,14 @@ type Server struct {
 	// NewAdminToken is set when this start wrote the admin token.
 	NewAdminToken bool
 
-	mu      sync.Mutex
-	httpSrv *http.Server
-	linkWG  sync.WaitGroup // link handlers, which outlive Shutdown (hijacked)
+	mu       sync.Mutex
+	httpSrv  *http.Server
+	stopping bool                         // no link may start: shutdown began
+	conns    map[*websocket.Conn]struct{} // every link's connection, from the upgrade on
+	linkWG   sync.WaitGroup               // links, which outlive the HTTP server's Shutdown (hijacked)
+
+	pingStop, pingDone chan struct{}
+	pingOnce           sync.Once
 }
 
 // New opens the store and loads (or on the first start creates) the admin
@@ -80,7 +87,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hub: newHub(), store: cfg.Store}
+	s := &Server{cfg: cfg, log: cfg.Logger, hub: newHub(), store: cfg.Store, conns: map[*websocket.Conn]struct{}{}}
 	var err error
 	if s.admin, s.NewAdminToken, err = loadAdminToken(cfg.DataDir); err != nil {
 		return nil, err
@@ -91,6 +98,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	s.ingest = newIngester(s.store, s.log)
+	s.pingStop, s.pingDone = make(chan struct{}), make(chan struct{})
+	go s.pinger()
 	return s, nil
 }
 
@@ -189,24 +198,47 @@ func (s *Server) shutdown() {
 	s.mu.Lock()
 	srv := s.httpSrv
 	s.httpSrv = nil
+	s.stopping = true
 	s.mu.Unlock()
-	if srv == nil {
-		return
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(ctx)
 	// Hijacked websocket connections are not the HTTP server's to close.
-	for _, l := range s.hub.all() {
-		closeWith(l.conn, 1001, "controller stopping") // 1001: going away
+	s.mu.Lock()
+	conns := make([]*websocket.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		closeWith(c, websocket.CloseGoingAway, "controller stopping")
 	}
 	s.linkWG.Wait()
+}
+
+// pinger pings every link each PingInterval until Close.
+func (s *Server) pinger() {
+	defer close(s.pingDone)
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.pingStop:
+			return
+		case <-t.C:
+			s.hub.pingAll(s.cfg.WriteTimeout)
+		}
+	}
 }
 
 // Close shuts down (if serving) and closes the store after the last batch
 // of usage is stored.
 func (s *Server) Close() error {
 	s.shutdown()
+	s.pingOnce.Do(func() { close(s.pingStop) })
+	<-s.pingDone
 	s.ingest.close()
 	return s.store.Close()
 }
