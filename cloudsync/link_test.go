@@ -30,7 +30,6 @@ type cloud struct {
 	srv    *controller.Server
 	url    string
 	client *controller.Client
-	http   *httptest.Server
 }
 
 func startCloud(t *testing.T) *cloud {

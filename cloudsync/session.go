@@ -245,26 +245,10 @@ func IsRefused(err error) (string, bool) {
 }
 
 func writeFrame(conn *websocket.Conn, timeout time.Duration, typ, id string, body any) error {
-	b, err := proto.Encode(typ, id, body)
-	if err != nil {
-		return err
-	}
-	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
-	return conn.WriteMessage(websocket.TextMessage, b)
+	return proto.WriteFrame(conn, timeout, typ, id, body)
 }
 
-// readFrame reads one text frame and decodes it; binary frames and frames
-// that do not decode are ErrInvalid.
-func readFrame(conn *websocket.Conn) (proto.Envelope, error) {
-	typ, b, err := conn.ReadMessage()
-	if err != nil {
-		return proto.Envelope{}, err
-	}
-	if typ != websocket.TextMessage {
-		return proto.Envelope{}, fmt.Errorf("binary frame: %w", errdefs.ErrInvalid)
-	}
-	return proto.Decode(b)
-}
+func readFrame(conn *websocket.Conn) (proto.Envelope, error) { return proto.ReadFrame(conn) }
 
 // toProto converts ledger records to the wire's.
 func toProto(recs []metering.Record) []proto.UsageRecord {

@@ -261,12 +261,7 @@ func (f *simFleet) close() {
 }
 
 func send(conn *websocket.Conn, typ, id string, body any) error {
-	m, err := proto.Encode(typ, id, body)
-	if err != nil {
-		return err
-	}
-	_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	return conn.WriteMessage(websocket.TextMessage, m)
+	return proto.WriteFrame(conn, 30*time.Second, typ, id, body)
 }
 
 // parallel runs fn(0..n-1) on w workers and fails at the first error.

@@ -213,27 +213,10 @@ func (l *link) handle(e proto.Envelope) error {
 	}
 }
 
-// readFrame reads and decodes one text frame. A binary frame or one that
-// does not decode is ErrInvalid; a frame over the read limit is an error
-// of the connection (gorilla has sent the close frame already).
-func readFrame(conn *websocket.Conn) (proto.Envelope, error) {
-	typ, b, err := conn.ReadMessage()
-	if err != nil {
-		return proto.Envelope{}, err
-	}
-	if typ != websocket.TextMessage {
-		return proto.Envelope{}, fmt.Errorf("binary frame: %w", errdefs.ErrInvalid)
-	}
-	return proto.Decode(b)
-}
+func readFrame(conn *websocket.Conn) (proto.Envelope, error) { return proto.ReadFrame(conn) }
 
 func (s *Server) write(conn *websocket.Conn, typ, id string, body any) error {
-	b, err := proto.Encode(typ, id, body)
-	if err != nil {
-		return err
-	}
-	_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	return conn.WriteMessage(websocket.TextMessage, b)
+	return proto.WriteFrame(conn, s.cfg.WriteTimeout, typ, id, body)
 }
 
 // sendError tells the agent why the link ends, then closes it.

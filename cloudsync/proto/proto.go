@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"time"
 
 	"github.com/edgefaas/edgefaas/errdefs"
 )
@@ -166,4 +167,42 @@ func ChallengeMessage(deviceID string, nonce []byte) []byte {
 	m = append(m, deviceID...)
 	m = append(m, '\n')
 	return append(m, nonce...)
+}
+
+// Conn is the part of a websocket connection (gorilla's *websocket.Conn)
+// that ReadFrame and WriteFrame use; the package does not import a
+// websocket library itself.
+type Conn interface {
+	ReadMessage() (messageType int, p []byte, err error)
+	WriteMessage(messageType int, data []byte) error
+	SetWriteDeadline(t time.Time) error
+}
+
+// textMessage is RFC 6455's text frame opcode, which gorilla uses as its
+// message type.
+const textMessage = 1
+
+// ReadFrame reads one frame and decodes it. A binary frame or one that does
+// not decode is ErrInvalid; an error of the connection (including a frame
+// over the connection's read limit) is returned as it is.
+func ReadFrame(c Conn) (Envelope, error) {
+	typ, b, err := c.ReadMessage()
+	if err != nil {
+		return Envelope{}, err
+	}
+	if typ != textMessage {
+		return Envelope{}, fmt.Errorf("proto: binary frame: %w", errdefs.ErrInvalid)
+	}
+	return Decode(b)
+}
+
+// WriteFrame encodes a message and writes it as one text frame, within
+// timeout.
+func WriteFrame(c Conn, timeout time.Duration, typ, id string, body any) error {
+	b, err := Encode(typ, id, body)
+	if err != nil {
+		return err
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	return c.WriteMessage(textMessage, b)
 }
