@@ -104,6 +104,9 @@ func (c *Config) setDefaults() {
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 10 * time.Second
 	}
+	if c.CloudMaxBackoff <= 0 {
+		c.CloudMaxBackoff = 3 * time.Minute
+	}
 }
 
 // Agent is the daemon: every long-lived part, wired in one visible place.
@@ -126,6 +129,10 @@ type Agent struct {
 	servers []*http.Server
 	gwAddr  string          // the gateway's bound address, once serving
 	link    *cloudsync.Link // the cloud link, while serving with a controller
+	// cloudStop ends the goroutine that enrols (when New could not) and
+	// starts the link; cloudDone is closed when it has.
+	cloudStop context.CancelFunc
+	cloudDone chan struct{}
 }
 
 // gatewayAddr is the address the gateway serves on, with a wildcard host
@@ -252,9 +259,7 @@ func (a *Agent) serveOn(ctx context.Context, apiLn, gwLn net.Listener) error {
 	// agent, and both listeners are bound with their servers started, so a
 	// client that connects the moment systemd hears this is answered.
 	a.notify.Ready()
-	if err := a.startCloud(); err != nil {
-		a.log.Error("cloud link not started", "err", err)
-	}
+	a.startCloud()
 	statusCtx, stopStatus := context.WithCancel(ctx)
 	statusDone := make(chan struct{})
 	go func() {

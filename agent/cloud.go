@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -24,7 +25,10 @@ func (a *Agent) cloudDir() string { return filepath.Join(a.cfg.StateDir, "cloud"
 // cloudIdentity returns the device's identity, enrolling with
 // cfg.CloudEnroll first when the device has none. A device already
 // enrolled ignores the token, so that a unit file or a config that keeps
-// --enroll works across restarts.
+// --enroll works across restarts. A controller that cannot be reached
+// returns no identity and no error: the agent starts, keeps its records
+// for the controller, and enrols in the background (startCloud). A token
+// the controller refuses stops the start.
 func (a *Agent) cloudIdentity(ctx context.Context) (cloudsync.Identity, error) {
 	id, err := cloudsync.LoadIdentity(a.cloudDir())
 	switch {
@@ -43,35 +47,77 @@ func (a *Agent) cloudIdentity(ctx context.Context) (cloudsync.Identity, error) {
 		return id, fmt.Errorf("cloud %s: this device is not enrolled: start it once with --enroll TOKEN (edgecloud token create): %w",
 			a.cfg.CloudURL, errdefs.ErrInvalid)
 	}
-	id, err = cloudsync.Enroll(ctx, a.cloudDir(), a.cfg.CloudURL, a.cfg.CloudEnroll)
-	if err != nil {
-		return id, err
+	id, err = a.enroll(ctx)
+	if errors.Is(err, errdefs.ErrUnavailable) {
+		a.log.Warn("cloud controller unreachable: enrolment goes on in the background", "cloud", a.cfg.CloudURL, "err", err)
+		return cloudsync.Identity{}, nil
 	}
-	a.log.Info("enrolled with the cloud controller", "device", id.DeviceID, "cloud", a.cfg.CloudURL, "labels", id.Labels)
-	return id, nil
+	return id, err
 }
 
-// startCloud starts the link when the agent has a controller.
-func (a *Agent) startCloud() error {
+func (a *Agent) enroll(ctx context.Context) (cloudsync.Identity, error) {
+	id, err := cloudsync.Enroll(ctx, a.cloudDir(), a.cfg.CloudURL, a.cfg.CloudEnroll)
+	if err == nil {
+		a.log.Info("enrolled with the cloud controller", "device", id.DeviceID, "cloud", a.cfg.CloudURL, "labels", id.Labels)
+	}
+	return id, err
+}
+
+// startCloud starts the link when the agent has a controller, after
+// enrolling first if New could not reach it.
+func (a *Agent) startCloud() {
 	if a.cfg.CloudURL == "" {
-		return nil
+		return
 	}
-	l, err := cloudsync.Start(cloudsync.Config{
-		Identity: a.cloudID, URL: a.cfg.CloudURL, Ledger: a.ledger,
-		Inventory: a.inventory, Health: a.health, Version: api.Version,
-		MaxBackoff: a.cfg.CloudMaxBackoff, BatchSize: a.cfg.CloudBatch, Logger: a.log,
-	})
-	if err != nil {
-		return err
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	a.mu.Lock()
-	a.link = l
+	a.cloudStop, a.cloudDone = cancel, done
 	a.mu.Unlock()
-	return nil
+	go func() {
+		defer close(done)
+		id := a.cloudID
+		for attempt := 0; id.Key == nil; attempt++ {
+			t := time.NewTimer(cloudsync.Backoff(time.Second, a.cfg.CloudMaxBackoff, attempt))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			var err error
+			if id, err = a.enroll(ctx); err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
+				a.log.Error("enrolment refused: no cloud link until the agent is given another token", "err", err)
+				return
+			}
+		}
+		l, err := cloudsync.Start(cloudsync.Config{
+			Identity: id, URL: a.cfg.CloudURL, Ledger: a.ledger,
+			Inventory: a.inventory, Health: a.health, Version: api.Version,
+			MaxBackoff: a.cfg.CloudMaxBackoff, BatchSize: a.cfg.CloudBatch, Logger: a.log,
+		})
+		if err != nil {
+			a.log.Error("cloud link not started", "err", err)
+			return
+		}
+		a.mu.Lock()
+		a.link = l
+		a.mu.Unlock()
+	}()
 }
 
-// stopCloud ends the link; no upload is in flight once it returns.
+// stopCloud ends enrolment attempts and the link; no upload is in flight
+// once it returns.
 func (a *Agent) stopCloud() {
+	a.mu.Lock()
+	stop, done := a.cloudStop, a.cloudDone
+	a.cloudStop, a.cloudDone = nil, nil
+	a.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	stop()
+	<-done
 	a.mu.Lock()
 	l := a.link
 	a.link = nil
@@ -83,9 +129,12 @@ func (a *Agent) stopCloud() {
 
 func (a *Agent) cloudStatus() *api.CloudStatus {
 	a.mu.Lock()
-	l := a.link
+	l, starting := a.link, a.cloudStop != nil
 	a.mu.Unlock()
-	if l == nil {
+	switch {
+	case l == nil && starting:
+		return &api.CloudStatus{Controller: a.cfg.CloudURL, LastError: "link not started yet (enrolling, or starting)"}
+	case l == nil:
 		return nil
 	}
 	st := l.Status()

@@ -181,7 +181,7 @@ func (l *Link) run(ctx context.Context, wsURL string) {
 		if time.Since(began) >= l.cfg.StableAfter {
 			attempt = 0
 		}
-		delay := backoff(l.cfg.MinBackoff, l.cfg.MaxBackoff, attempt)
+		delay := Backoff(l.cfg.MinBackoff, l.cfg.MaxBackoff, attempt)
 		attempt++
 		var refused *refusedError
 		if errors.As(err, &refused) {
@@ -199,10 +199,11 @@ func (l *Link) run(ctx context.Context, wsURL string) {
 	}
 }
 
-// backoff is the delay before reconnect attempt n (from 0): min doubled n
+// Backoff is the delay before reconnect attempt n (from 0): min doubled n
 // times, capped at max, with "equal jitter" (half fixed, half random) so
 // that a fleet cut off together does not come back in lockstep.
-func backoff(minDelay, maxDelay time.Duration, n int) time.Duration {
+func Backoff(minDelay, maxDelay time.Duration, n int) time.Duration {
+	maxDelay = max(maxDelay, minDelay)
 	d := minDelay
 	for range min(n, 30) {
 		d *= 2

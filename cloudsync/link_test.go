@@ -279,7 +279,7 @@ func TestBackoff(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for range 100 {
-				if d := backoff(time.Second, 3*time.Minute, tt.attempt); d < tt.min || d > tt.max {
+				if d := Backoff(time.Second, 3*time.Minute, tt.attempt); d < tt.min || d > tt.max {
 					t.Fatalf("backoff(%d) = %s, want within [%s, %s]", tt.attempt, d, tt.min, tt.max)
 				}
 			}
