@@ -286,11 +286,15 @@ func TestCloudKill9DuringUpload(t *testing.T) {
 	a.hammer(t, "f", n, 32)
 
 	c.start()
+	// A tight poll (not waitFor's growing one): the kill must land while
+	// the backlog is still going up.
 	var atKill int64
-	waitFor(t, 60*time.Second, "the upload to start", func() bool {
-		atKill = c.invocations(device)
-		return atKill > 0
-	})
+	for deadline := time.Now().Add(60 * time.Second); atKill <= 0; atKill = c.invocations(device) {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload did not start")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	a.kill9()
 	t.Logf("agent killed with %d of %d records at the controller", atKill, n)
 	if atKill >= n {
