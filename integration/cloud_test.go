@@ -236,7 +236,10 @@ func TestCloudEnrolInvokeUsage(t *testing.T) {
 	if err != nil || !strings.Contains(out, device) || !strings.Contains(out, "online") || !strings.Contains(out, "site=test,tier=edge") {
 		t.Fatalf("edgecloud devices: %v\n%s", err, out)
 	}
-	t.Logf("edgecloud devices:\n%s\nedgecloud usage:\n%s", out, mustOut(c.cli("usage")))
+	if st := a.mustCLI("status"); !strings.Contains(st, "connected (device "+device) {
+		t.Fatalf("edgefaas status shows no cloud link:\n%s", st)
+	}
+	t.Logf("edgecloud devices:\n%s\nedgecloud usage:\n%s\nedgefaas status:\n%s", out, mustOut(c.cli("usage")), a.mustCLI("status"))
 }
 
 func mustOut(s string, err error) string {
