@@ -179,6 +179,7 @@ type Stats struct {
 	Online     int64 `json:"online"`     // links up now
 	Ingested   int64 `json:"ingested"`   // usage records stored
 	Duplicates int64 `json:"duplicates"` // usage records received again and dropped
+	Conflicts  int64 `json:"conflicts"`  // usage records whose seq was stored with another call id
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
@@ -187,5 +188,6 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 
 // Stats returns the hub's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Online: s.hub.online.Load(), Ingested: s.hub.ingested.Load(), Duplicates: s.hub.dups.Load()}
+	return Stats{Online: s.hub.online.Load(), Ingested: s.hub.ingested.Load(), Duplicates: s.hub.dups.Load(),
+		Conflicts: s.hub.conflicts.Load()}
 }

@@ -195,8 +195,21 @@ func TestLinkUsageIdempotent(t *testing.T) {
 	if len(rows) != 1 || rows[0].Invocations != 300 || rows[0].BilledMs != 30000 {
 		t.Fatalf("usage %+v, want 300 invocations, 30000 billed ms", rows)
 	}
-	if st := tc.srv.Stats(); st.Ingested != 300 || st.Duplicates != 300 || st.Online != 1 {
+	if st := tc.srv.Stats(); st.Ingested != 300 || st.Duplicates != 300 || st.Conflicts != 0 || st.Online != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+	// The same seqs with other call ids (a ledger reset under a kept
+	// identity): acknowledged, not stored, counted as conflicts.
+	clash := records(1, 10)
+	for i := range clash {
+		clash[i].CallID = "other"
+	}
+	d.send(t, proto.TypeUsage, "clash", proto.Usage{Records: clash})
+	if e := d.read(t); e.Type != proto.TypeUsageAck || e.ID != "clash" {
+		t.Fatalf("clash: got %+v", e)
+	}
+	if st := tc.srv.Stats(); st.Ingested != 300 || st.Conflicts != 10 {
+		t.Fatalf("stats after the clash %+v, want 10 conflicts", st)
 	}
 	ds, err := tc.client.Devices(t.Context())
 	if err != nil {

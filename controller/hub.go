@@ -16,9 +16,10 @@ type hub struct {
 	links map[string]*link
 	stats map[string]*deviceStats
 
-	online   atomic.Int64 // links attached now
-	ingested atomic.Int64 // usage records stored since start (not counting duplicates)
-	dups     atomic.Int64 // usage records received again and dropped
+	online    atomic.Int64 // links attached now
+	ingested  atomic.Int64 // usage records stored since start (not counting duplicates)
+	dups      atomic.Int64 // usage records received again and dropped
+	conflicts atomic.Int64 // usage records whose seq was stored with another call id
 }
 
 // deviceStats survive a device's links, for the admin API.

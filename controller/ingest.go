@@ -36,8 +36,8 @@ type ingestReq struct {
 }
 
 type ingestResult struct {
-	stored int
-	err    error
+	PutResult
+	err error
 }
 
 // maxIngestRound bounds the batches in one transaction.
@@ -49,28 +49,28 @@ func newIngester(s Store, log *slog.Logger) *ingester {
 	return in
 }
 
-// put stores b durably and returns how many of its records were new. Once
-// it returns nil, the records survive a crash of the controller: only then
-// may the link acknowledge them.
-func (in *ingester) put(ctx context.Context, b UsageBatch) (int, error) {
+// put stores b durably and says how many of its records were new. Once it
+// returns nil, the records survive a crash of the controller: only then may
+// the link acknowledge them.
+func (in *ingester) put(ctx context.Context, b UsageBatch) (PutResult, error) {
 	r := &ingestReq{batch: b, done: make(chan ingestResult, 1)}
 	in.mu.RLock()
 	if in.closed {
 		in.mu.RUnlock()
-		return 0, fmt.Errorf("usage: controller stopping: %w", errdefs.ErrUnavailable)
+		return PutResult{}, fmt.Errorf("usage: controller stopping: %w", errdefs.ErrUnavailable)
 	}
 	select {
 	case in.reqs <- r:
 	case <-ctx.Done():
 		in.mu.RUnlock()
-		return 0, ctx.Err()
+		return PutResult{}, ctx.Err()
 	}
 	in.mu.RUnlock()
 	select {
 	case res := <-r.done:
-		return res.stored, res.err
+		return res.PutResult, res.err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return PutResult{}, ctx.Err()
 	}
 }
 
@@ -103,7 +103,7 @@ func (in *ingester) run() {
 		for i, r := range round {
 			res := ingestResult{err: err}
 			if err == nil {
-				res.stored = stored[i]
+				res.PutResult = stored[i]
 			}
 			r.done <- res
 		}

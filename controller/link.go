@@ -194,14 +194,21 @@ func (l *link) handle(e proto.Envelope) error {
 		if err != nil {
 			return err
 		}
-		n, err := s.ingest.put(ctx, UsageBatch{Device: l.device, Records: u.Records})
+		res, err := s.ingest.put(ctx, UsageBatch{Device: l.device, Records: u.Records})
 		if err != nil {
 			return err
 		}
-		s.hub.ingested.Add(int64(n))
-		s.hub.dups.Add(int64(len(u.Records) - n))
-		if n < len(u.Records) {
-			l.log.Info("usage records received again, kept once", "dropped", len(u.Records)-n)
+		s.hub.ingested.Add(int64(res.Stored))
+		s.hub.dups.Add(int64(len(u.Records) - res.Stored - res.Conflicts))
+		s.hub.conflicts.Add(int64(res.Conflicts))
+		if res.Conflicts > 0 {
+			// Acknowledged all the same: the agent cannot fix its past, and
+			// holding the link would stop every later record too.
+			l.log.Error("usage records clash with stored ones of the same seq and another call id: was the device's state reset under its old identity?",
+				"conflicts", res.Conflicts, "first_seq", u.Records[0].Seq)
+		}
+		if dropped := len(u.Records) - res.Stored - res.Conflicts; dropped > 0 {
+			l.log.Info("usage records received again, kept once", "dropped", dropped)
 		}
 		// Only now, with the records durable, may the agent forget them.
 		return s.write(l.conn, proto.TypeUsageAck, e.ID, proto.UsageAck{UpTo: u.Records[len(u.Records)-1].Seq})

@@ -32,9 +32,10 @@ type Store interface {
 	// health when not nil.
 	Seen(ctx context.Context, id string, hello *proto.Hello, health *proto.Health) error
 	// PutUsage stores the records not stored yet, in one transaction made
-	// durable before it returns, and returns how many of each batch were
-	// new (the others were stored before).
-	PutUsage(ctx context.Context, batches []UsageBatch) ([]int, error)
+	// durable before it returns, and says for each batch how many were new
+	// and how many clashed with a stored record of the same seq but another
+	// call id (the others were stored before, as sent).
+	PutUsage(ctx context.Context, batches []UsageBatch) ([]PutResult, error)
 	Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error)
 	Close() error
 }
@@ -224,9 +225,19 @@ func (s *SQLStore) Seen(ctx context.Context, id string, hello *proto.Hello, heal
 	return nil
 }
 
-func (s *SQLStore) PutUsage(ctx context.Context, batches []UsageBatch) ([]int, error) {
+// PutResult is what PutUsage did with one batch.
+type PutResult struct {
+	Stored int // new records
+	// Conflicts are records whose (device, seq) was stored with another
+	// call id: the device's ledger was reset under a kept identity. The
+	// first record stays; the conflict is counted and logged, never billed
+	// twice nor silently.
+	Conflicts int
+}
+
+func (s *SQLStore) PutUsage(ctx context.Context, batches []UsageBatch) ([]PutResult, error) {
 	now := s.now().UnixNano()
-	stored := make([]int, len(batches))
+	stored := make([]PutResult, len(batches))
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO usage_records (device_id, seq, call_id, function_name,
 			image_digest, trigger_kind, start_ns, duration_ns, billed_ms, memory_bytes, kib_ms, cpu_ns, cold,
@@ -249,8 +260,18 @@ func (s *SQLStore) PutUsage(ctx context.Context, batches []UsageBatch) ([]int, e
 				if err != nil {
 					return err
 				}
-				n, _ := res.RowsAffected()
-				stored[i] += int(n)
+				if n, _ := res.RowsAffected(); n > 0 {
+					stored[i].Stored++
+					continue
+				}
+				var callID string
+				if err := tx.QueryRowContext(ctx, `SELECT call_id FROM usage_records WHERE device_id = $1 AND seq = $2`,
+					b.Device, r.Seq).Scan(&callID); err != nil {
+					return err
+				}
+				if callID != r.CallID {
+					stored[i].Conflicts++
+				}
 			}
 		}
 		return nil
