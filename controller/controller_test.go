@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -375,5 +376,57 @@ func TestPingDeadline(t *testing.T) {
 	waitFor(t, 10*time.Second, "20 pings answered", func() bool { return pings.Load() >= 20 })
 	if d, err := tc.client.Device(t.Context(), live.id); err != nil || !d.Online || d.Links != 1 {
 		t.Fatalf("the answering device: %+v %v, want online on its first link", d, err)
+	}
+}
+
+// TestStoreUsageQuery: the portable filters ($n parameters, optional
+// device and function, since) select what they say.
+func TestStoreUsageQuery(t *testing.T) {
+	s, err := OpenStore(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	rec := func(seq int64, fn string, start time.Time, status string) proto.UsageRecord {
+		return proto.UsageRecord{Seq: seq, CallID: fmt.Sprint("c", seq), Function: fn, Trigger: "http",
+			StartNs: start.UnixNano(), BilledMs: 100, KiBMs: 1024 * 1024 * 100, Status: status}
+	}
+	_, err = s.PutUsage(t.Context(), []UsageBatch{
+		{Device: "dev-a", Records: []proto.UsageRecord{rec(1, "f", base, "ok"), rec(2, "f", base.Add(time.Hour), "error"), rec(3, "g", base, "ok")}},
+		{Device: "dev-b", Records: []proto.UsageRecord{rec(1, "f", base.Add(2*time.Hour), "ok")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		q    UsageQuery
+		want string // device/function:invocations/errors, in order
+	}{
+		{"everything", UsageQuery{}, "dev-a/f:2/1 dev-a/g:1/0 dev-b/f:1/0"},
+		{"one device", UsageQuery{Device: "dev-b"}, "dev-b/f:1/0"},
+		{"one function", UsageQuery{Function: "f"}, "dev-a/f:2/1 dev-b/f:1/0"},
+		{"both", UsageQuery{Device: "dev-a", Function: "g"}, "dev-a/g:1/0"},
+		{"since", UsageQuery{Since: base.Add(30 * time.Minute)}, "dev-a/f:1/1 dev-b/f:1/0"},
+		{"nothing", UsageQuery{Device: "dev-c"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, err := s.Usage(t.Context(), tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range rows {
+				got = append(got, fmt.Sprintf("%s/%s:%d/%d", r.Device, r.Function, r.Invocations, r.Errors))
+			}
+			if g := strings.Join(got, " "); g != tt.want {
+				t.Fatalf("got %q, want %q", g, tt.want)
+			}
+		})
+	}
+	if rows, _ := s.Usage(t.Context(), UsageQuery{Device: "dev-a", Function: "f"}); len(rows) != 1 || rows[0].GBSeconds != 0.2 {
+		t.Fatalf("GB-s: %+v, want 0.2 (2 x 1 GiB x 0.1 s)", rows)
 	}
 }

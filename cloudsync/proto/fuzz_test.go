@@ -46,5 +46,6 @@ func FuzzDecode(f *testing.F) {
 		_, _ = DecodeBody[Challenge](e)
 		_, _ = DecodeBody[Welcome](e)
 		_, _ = DecodeBody[Error](e)
+		_, _ = DecodeBody[EnrollRequest](e)
 	})
 }
