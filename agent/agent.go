@@ -6,6 +6,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,7 @@ type Config struct {
 	// CloudEnroll is a one-time enrolment token, used when the device has
 	// no identity in StateDir/cloud yet.
 	CloudEnroll     string
+	CloudCA         string        // PEM file of the CA that signed an https controller's certificate; the system's roots
 	CloudMaxBackoff time.Duration // the cap of the reconnect delay; 3m
 	CloudBatch      int           // activation records per upload message; 500
 }
@@ -124,6 +126,7 @@ type Agent struct {
 	notify    Notifier
 	probe     *http.Client // the watchdog probe's: no proxy, a new connection each time
 	cloudID   cloudsync.Identity
+	cloudTLS  *tls.Config // from CloudCA; nil: the system's roots
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -197,6 +200,9 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	// Standalone, every record counts as acknowledged, so retention rolls
 	// them up; with a controller only those it acknowledged are.
 	if cfg.CloudURL != "" {
+		if err := a.loadCloudCA(); err != nil {
+			return nil, err
+		}
 		if a.cloudID, err = a.cloudIdentity(ctx); err != nil {
 			return nil, err
 		}

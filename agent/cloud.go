@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -21,6 +23,24 @@ import (
 
 // cloudDir holds the device key and what enrolment returned.
 func (a *Agent) cloudDir() string { return filepath.Join(a.cfg.StateDir, "cloud") }
+
+// loadCloudCA reads cfg.CloudCA (PEM certificates) into the TLS settings
+// of enrolment and the link; no file keeps the system's roots.
+func (a *Agent) loadCloudCA() error {
+	if a.cfg.CloudCA == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(a.cfg.CloudCA)
+	if err != nil {
+		return fmt.Errorf("cloud CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("cloud CA %s: no PEM certificate: %w", a.cfg.CloudCA, errdefs.ErrInvalid)
+	}
+	a.cloudTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return nil
+}
 
 // cloudIdentity returns the device's identity, enrolling with
 // cfg.CloudEnroll first when the device has none. A device already
@@ -56,7 +76,7 @@ func (a *Agent) cloudIdentity(ctx context.Context) (cloudsync.Identity, error) {
 }
 
 func (a *Agent) enroll(ctx context.Context) (cloudsync.Identity, error) {
-	id, err := cloudsync.Enroll(ctx, a.cloudDir(), a.cfg.CloudURL, a.cfg.CloudEnroll)
+	id, err := cloudsync.Enroll(ctx, a.cloudDir(), a.cfg.CloudURL, a.cfg.CloudEnroll, a.cloudTLS)
 	if err == nil {
 		a.log.Info("enrolled with the cloud controller", "device", id.DeviceID, "cloud", a.cfg.CloudURL, "labels", id.Labels)
 	}
@@ -94,7 +114,7 @@ func (a *Agent) startCloud() {
 		l, err := cloudsync.Start(cloudsync.Config{
 			Identity: id, URL: a.cfg.CloudURL, Ledger: a.ledger,
 			Inventory: a.inventory, Health: a.health, Version: api.Version,
-			MaxBackoff: a.cfg.CloudMaxBackoff, BatchSize: a.cfg.CloudBatch, Logger: a.log,
+			MaxBackoff: a.cfg.CloudMaxBackoff, BatchSize: a.cfg.CloudBatch, Logger: a.log, TLS: a.cloudTLS,
 		})
 		if err != nil {
 			a.log.Error("cloud link not started", "err", err)

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -101,8 +102,11 @@ func loadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
 
 // Enroll makes this device's key (or reuses one made by an enrolment that
 // failed) and spends token at the controller, whose base URL is
-// controller. A token unknown or already used is ErrConflict.
-func Enroll(ctx context.Context, dir, controller, token string) (Identity, error) {
+// controller. tlsConf is for an https controller whose certificate the
+// system's roots do not vouch for (nil: the system's). A token unknown or
+// already used is ErrConflict; a controller that cannot be reached is
+// ErrUnavailable; a certificate that does not verify is ErrInvalid.
+func Enroll(ctx context.Context, dir, controller, token string, tlsConf *tls.Config) (Identity, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Identity{}, err
 	}
@@ -126,8 +130,17 @@ func Enroll(ctx context.Context, dir, controller, token string) (Identity, error
 		return Identity{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	client := http.DefaultClient
+	if tlsConf != nil {
+		client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsConf}}
+		defer client.CloseIdleConnections()
+	}
+	resp, err := client.Do(req)
+	var verr *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &verr):
+		return Identity{}, fmt.Errorf("enrol at %s: %v (--cloud-ca names the CA of a private certificate): %w", controller, err, errdefs.ErrInvalid)
+	case err != nil:
 		return Identity{}, fmt.Errorf("enrol at %s: %v: %w", controller, err, errdefs.ErrUnavailable)
 	}
 	defer resp.Body.Close()

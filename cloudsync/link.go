@@ -2,6 +2,7 @@ package cloudsync
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,7 +47,8 @@ type Config struct {
 	// AckTimeout is how long a usage message may wait for its ack before
 	// the link is deemed broken; 30s.
 	AckTimeout time.Duration
-	Dialer     *websocket.Dialer // a default one
+	Dialer     *websocket.Dialer // a default one, with TLS
+	TLS        *tls.Config       // for wss:// with a private CA; nil: the system's roots
 	Logger     *slog.Logger      // slog.Default()
 }
 
@@ -82,7 +84,8 @@ func (c *Config) setDefaults() {
 		c.AckTimeout = 30 * time.Second
 	}
 	if c.Dialer == nil {
-		c.Dialer = &websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: c.DialTimeout}
+		c.Dialer = &websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: c.DialTimeout,
+			TLSClientConfig: c.TLS}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -3,6 +3,7 @@ package controller
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +32,14 @@ func NewClient(base, token string) (*Client, error) {
 	}
 	return &Client{base: strings.TrimSuffix(base, "/"), token: token,
 		http: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// WithTLS makes the client trust conf's roots (a controller with a
+// private certificate) and returns it.
+func (c *Client) WithTLS(conf *tls.Config) *Client {
+	c.http = &http.Client{Timeout: c.http.Timeout, Transport: &http.Transport{
+		Proxy: http.ProxyFromEnvironment, TLSClientConfig: conf}}
+	return c
 }
 
 // StatusError is an error answer from the controller.

@@ -18,7 +18,7 @@ import (
 // its link by hand, to send what a broken or hostile agent would.
 func rawDevice(t *testing.T, c *cloudProc) cloudsync.Identity {
 	t.Helper()
-	id, err := cloudsync.Enroll(context.Background(), t.TempDir(), c.url, c.token("kind=raw"))
+	id, err := cloudsync.Enroll(context.Background(), t.TempDir(), c.url, c.token("kind=raw"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,14 @@ package integration
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -25,12 +32,18 @@ type cloudProc struct {
 	dir    string
 	addr   string
 	url    string
+	ca     string // with TLS: the PEM of its self-signed certificate
 	cmd    *exec.Cmd
 	logs   *syncBuffer
 	client *controller.Client
+	tls    *tls.Config // with TLS: trusts ca
 }
 
-func startCloud(t testing.TB) *cloudProc {
+func startCloud(t testing.TB) *cloudProc { return startCloudWith(t, false) }
+
+// startCloudWith starts edgecloud, serving HTTPS with a self-signed
+// certificate for 127.0.0.1 when withTLS.
+func startCloudWith(t testing.TB, withTLS bool) *cloudProc {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,22 +52,65 @@ func startCloud(t testing.TB) *cloudProc {
 	addr := ln.Addr().String()
 	ln.Close()
 	c := &cloudProc{t: t, dir: t.TempDir(), addr: addr, url: "http://" + addr}
+	if withTLS {
+		c.url = "https://" + addr
+		c.ca = selfSigned(t, c.dir)
+		pool := x509.NewCertPool()
+		pem, _ := os.ReadFile(c.ca)
+		pool.AppendCertsFromPEM(pem)
+		c.tls = &tls.Config{RootCAs: pool}
+	}
 	c.start()
 	t.Cleanup(c.stop)
 	return c
+}
+
+// selfSigned writes cert.pem and key.pem for 127.0.0.1 into dir and
+// returns the certificate's path.
+func selfSigned(t testing.TB, dir string) string {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edgecloud test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath
 }
 
 func (c *cloudProc) start() {
 	t := c.t
 	t.Helper()
 	c.logs = &syncBuffer{}
-	c.cmd = exec.Command(built.edgecloud, "serve", "--listen", c.addr, "--data-dir", c.dir, "--ping", "2s", "--health", "1s")
+	args := []string{"serve", "--listen", c.addr, "--data-dir", c.dir, "--ping", "2s", "--health", "1s"}
+	if c.ca != "" {
+		args = append(args, "--tls-cert", c.ca, "--tls-key", filepath.Join(c.dir, "key.pem"))
+	}
+	c.cmd = exec.Command(built.edgecloud, args...)
 	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: c.tls}}
 	waitFor(t, 10*time.Second, "edgecloud to serve", func() bool {
-		resp, err := http.Get(c.url + "/healthz")
+		resp, err := hc.Get(c.url + "/healthz")
 		if err != nil {
 			return false
 		}
@@ -68,6 +124,9 @@ func (c *cloudProc) start() {
 	if c.client, err = controller.NewClient(c.url, strings.TrimSpace(string(token))); err != nil {
 		t.Fatal(err)
 	}
+	if c.tls != nil {
+		c.client.WithTLS(c.tls)
+	}
 }
 
 func (c *cloudProc) stop() { terminate(c.t, c.cmd, c.logs) }
@@ -75,6 +134,9 @@ func (c *cloudProc) stop() { terminate(c.t, c.cmd, c.logs) }
 // cli runs the edgecloud binary against this controller.
 func (c *cloudProc) cli(args ...string) (string, error) {
 	args = append(args, "--controller", c.url, "--data-dir", c.dir)
+	if c.ca != "" {
+		args = append(args, "--ca", c.ca)
+	}
 	out, err := exec.Command(built.edgecloud, args...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("edgecloud %s: %v: %s", strings.Join(args, " "), err, out)
@@ -128,8 +190,11 @@ func (c *cloudProc) checkStored(device string, want int64) {
 // startCloudAgent starts an agent enrolled at c with a fresh token.
 func startCloudAgent(t testing.TB, c *cloudProc, flags ...string) (*agentProc, string) {
 	t.Helper()
-	a := startAgent(t, append([]string{"--cloud", c.url, "--enroll", c.token("site=test,tier=edge"),
-		"--cloud-max-backoff", "1s"}, flags...)...)
+	cloudFlags := []string{"--cloud", c.url, "--enroll", c.token("site=test,tier=edge"), "--cloud-max-backoff", "1s"}
+	if c.ca != "" {
+		cloudFlags = append(cloudFlags, "--cloud-ca", c.ca)
+	}
+	a := startAgent(t, append(cloudFlags, flags...)...)
 	var device string
 	waitFor(t, 20*time.Second, "the agent's cloud link", func() bool {
 		st := a.cloud()
@@ -247,6 +312,22 @@ func mustOut(s string, err error) string {
 		return err.Error()
 	}
 	return s
+}
+
+// TestCloudTLS: edgecloud serving HTTPS with a private certificate; the
+// agent enrols and uploads over https and wss trusting it by --cloud-ca,
+// and the CLI by --ca.
+func TestCloudTLS(t *testing.T) {
+	c := startCloudWith(t, true)
+	a, device := startCloudAgent(t, c)
+	a.mustCLI("deploy", "hello", "--image", built.testfn, "--memory", "64Mi")
+	for range 5 {
+		a.call(http.MethodPost, "/function/hello/echo", "x").want(t, 200, "ok")
+	}
+	waitFor(t, 30*time.Second, "5 invocations at the controller", func() bool { return c.invocations(device) == 5 })
+	if out, err := c.cli("devices"); err != nil || !strings.Contains(out, device) {
+		t.Fatalf("edgecloud devices --ca: %v\n%s", err, out)
+	}
 }
 
 // TestCloudOutageExactlyOnce: the controller is down while 5,000 calls

@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -127,7 +129,7 @@ func serve(ctx context.Context, args []string, out io.Writer) error {
 
 // client builds the admin API client from the common flags.
 type clientFlags struct {
-	url, token, dataDir *string
+	url, token, dataDir, ca *string
 }
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
@@ -139,6 +141,7 @@ func addClientFlags(fs *flag.FlagSet) clientFlags {
 		url:     fs.String("controller", def, "the controller's URL (EDGECLOUD_URL)"),
 		token:   fs.String("token", os.Getenv("EDGECLOUD_TOKEN"), "the admin token (EDGECLOUD_TOKEN); read from DATA-DIR/admin.token when empty"),
 		dataDir: fs.String("data-dir", "/var/lib/edgecloud", "where to find admin.token when no token is given"),
+		ca:      fs.String("ca", "", "PEM file of the CA that signed a private https certificate of the controller"),
 	}
 }
 
@@ -151,7 +154,19 @@ func (f clientFlags) client() (*controller.Client, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	return controller.NewClient(*f.url, token)
+	c, err := controller.NewClient(*f.url, token)
+	if err != nil || *f.ca == "" {
+		return c, err
+	}
+	pem, err := os.ReadFile(*f.ca)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca %s: no PEM certificate", *f.ca)
+	}
+	return c.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
 }
 
 // parseArgs parses flags wherever they stand among the arguments and

@@ -109,6 +109,7 @@ func agentFlags(o *options, configFile *string) *flag.FlagSet {
 	fs.IntVar(&o.cfg.AsyncQueue, "async-queue", 10000, "async calls that may wait in the durable queue before POST /async-function answers 429")
 	fs.StringVar(&o.cfg.CloudURL, "cloud", "", "cloud controller URL (http:// or https://); empty runs standalone")
 	fs.StringVar(&o.cfg.CloudEnroll, "enroll", "", "one-time enrolment token (edgecloud token create), used once: the device key and id are then kept in STATE-DIR/cloud")
+	fs.StringVar(&o.cfg.CloudCA, "cloud-ca", "", "PEM file of the CA that signed an https controller's certificate (default: the system's roots)")
 	fs.DurationVar(&o.cfg.CloudMaxBackoff, "cloud-max-backoff", 3*time.Minute, "the longest wait between two attempts to reach the controller")
 	fs.IntVar(&o.cfg.CloudBatch, "cloud-batch", 500, "activation records per upload message to the controller")
 	fs.BoolVar(&o.debug, "debug", false, "log at debug level")
