@@ -6,7 +6,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgefaas/edgefaas/cloudsync"
 	"github.com/edgefaas/edgefaas/images"
 	"github.com/edgefaas/edgefaas/logs"
 	"github.com/edgefaas/edgefaas/metering"
@@ -125,17 +123,11 @@ type Agent struct {
 	metrics   *metrics
 	notify    Notifier
 	probe     *http.Client // the watchdog probe's: no proxy, a new connection each time
-	cloudID   cloudsync.Identity
-	cloudTLS  *tls.Config // from CloudCA; nil: the system's roots
+	cloud     cloudPart    // enrolment and the link to the controller (cloud.go)
 
 	mu      sync.Mutex
 	servers []*http.Server
-	gwAddr  string          // the gateway's bound address, once serving
-	link    *cloudsync.Link // the cloud link, while serving with a controller
-	// cloudStop ends the goroutine that enrols (when New could not) and
-	// starts the link; cloudDone is closed when it has.
-	cloudStop context.CancelFunc
-	cloudDone chan struct{}
+	gwAddr  string // the gateway's bound address, once serving
 }
 
 // gatewayAddr is the address the gateway serves on, with a wildcard host
@@ -203,7 +195,7 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 		if err := a.loadCloudCA(); err != nil {
 			return nil, err
 		}
-		if a.cloudID, err = a.cloudIdentity(ctx); err != nil {
+		if a.cloud.id, err = a.cloudIdentity(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -302,7 +294,8 @@ func (a *Agent) shutdown() {
 // a clean stop; after a crash the next start cleans them up.
 func (a *Agent) Close() error {
 	a.shutdown()
-	a.stopCloud()                                      // before the ledger closes: no upload in flight
+	// Before the ledger closes: no upload may be in flight.
+	a.stopCloud()
 	closeAll(a.cfg.APIListener, a.cfg.GatewayListener) // when Serve never ran
 	if a.async != nil {
 		a.async.close() // no new async calls start

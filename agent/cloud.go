@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,6 +21,20 @@ import (
 	"github.com/edgefaas/edgefaas/cloudsync/proto"
 	"github.com/edgefaas/edgefaas/errdefs"
 )
+
+// cloudPart is the agent's side of the cloud: its identity, the TLS
+// settings for the controller, and the link once started.
+type cloudPart struct {
+	id  cloudsync.Identity
+	tls *tls.Config // from CloudCA; nil: the system's roots
+
+	mu   sync.Mutex
+	link *cloudsync.Link
+	// stop ends the goroutine that enrols (when New could not) and starts
+	// the link; done is closed when it has.
+	stop context.CancelFunc
+	done chan struct{}
+}
 
 // cloudDir holds the device key and what enrolment returned.
 func (a *Agent) cloudDir() string { return filepath.Join(a.cfg.StateDir, "cloud") }
@@ -38,7 +53,7 @@ func (a *Agent) loadCloudCA() error {
 	if !pool.AppendCertsFromPEM(pem) {
 		return fmt.Errorf("cloud CA %s: no PEM certificate: %w", a.cfg.CloudCA, errdefs.ErrInvalid)
 	}
-	a.cloudTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	a.cloud.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return nil
 }
 
@@ -76,7 +91,7 @@ func (a *Agent) cloudIdentity(ctx context.Context) (cloudsync.Identity, error) {
 }
 
 func (a *Agent) enroll(ctx context.Context) (cloudsync.Identity, error) {
-	id, err := cloudsync.Enroll(ctx, a.cloudDir(), a.cfg.CloudURL, a.cfg.CloudEnroll, a.cloudTLS)
+	id, err := cloudsync.Enroll(ctx, a.cloudDir(), a.cfg.CloudURL, a.cfg.CloudEnroll, a.cloud.tls)
 	if err == nil {
 		a.log.Info("enrolled with the cloud controller", "device", id.DeviceID, "cloud", a.cfg.CloudURL, "labels", id.Labels)
 	}
@@ -91,12 +106,12 @@ func (a *Agent) startCloud() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	a.mu.Lock()
-	a.cloudStop, a.cloudDone = cancel, done
-	a.mu.Unlock()
+	a.cloud.mu.Lock()
+	a.cloud.stop, a.cloud.done = cancel, done
+	a.cloud.mu.Unlock()
 	go func() {
 		defer close(done)
-		id := a.cloudID
+		id := a.cloud.id
 		for attempt := 0; id.Key == nil; attempt++ {
 			t := time.NewTimer(cloudsync.Backoff(time.Second, a.cfg.CloudMaxBackoff, attempt))
 			select {
@@ -114,43 +129,43 @@ func (a *Agent) startCloud() {
 		l, err := cloudsync.Start(cloudsync.Config{
 			Identity: id, URL: a.cfg.CloudURL, Ledger: a.ledger,
 			Inventory: a.inventory, Health: a.health, Version: api.Version,
-			MaxBackoff: a.cfg.CloudMaxBackoff, BatchSize: a.cfg.CloudBatch, Logger: a.log, TLS: a.cloudTLS,
+			MaxBackoff: a.cfg.CloudMaxBackoff, BatchSize: a.cfg.CloudBatch, Logger: a.log, TLS: a.cloud.tls,
 		})
 		if err != nil {
 			a.log.Error("cloud link not started", "err", err)
 			return
 		}
-		a.mu.Lock()
-		a.link = l
-		a.mu.Unlock()
+		a.cloud.mu.Lock()
+		a.cloud.link = l
+		a.cloud.mu.Unlock()
 	}()
 }
 
 // stopCloud ends enrolment attempts and the link; no upload is in flight
 // once it returns.
 func (a *Agent) stopCloud() {
-	a.mu.Lock()
-	stop, done := a.cloudStop, a.cloudDone
-	a.cloudStop, a.cloudDone = nil, nil
-	a.mu.Unlock()
+	a.cloud.mu.Lock()
+	stop, done := a.cloud.stop, a.cloud.done
+	a.cloud.stop, a.cloud.done = nil, nil
+	a.cloud.mu.Unlock()
 	if stop == nil {
 		return
 	}
 	stop()
 	<-done
-	a.mu.Lock()
-	l := a.link
-	a.link = nil
-	a.mu.Unlock()
+	a.cloud.mu.Lock()
+	l := a.cloud.link
+	a.cloud.link = nil
+	a.cloud.mu.Unlock()
 	if l != nil {
 		_ = l.Close()
 	}
 }
 
 func (a *Agent) cloudStatus() *api.CloudStatus {
-	a.mu.Lock()
-	l, starting := a.link, a.cloudStop != nil
-	a.mu.Unlock()
+	a.cloud.mu.Lock()
+	l, starting := a.cloud.link, a.cloud.stop != nil
+	a.cloud.mu.Unlock()
 	switch {
 	case l == nil && starting:
 		return &api.CloudStatus{Controller: a.cfg.CloudURL, LastError: "link not started yet (enrolling, or starting)"}
