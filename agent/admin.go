@@ -117,7 +117,8 @@ func (a *Agent) handleInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Info{
 		Version: api.Version, Arch: runtime.GOARCH, CgroupMode: a.sandboxes.CgroupMode().String(),
 		StateDir: a.cfg.StateDir, Listen: a.gatewayAddr(), Functions: len(fns), Instances: n, Images: len(imgs),
-		MQTT: a.mqttStatus(),
+		MQTT:  a.mqttStatus(),
+		Cloud: a.cloudStatus(),
 	})
 }
 

@@ -62,6 +62,17 @@ type Config struct {
 	StatusInterval time.Duration
 	// MQTT configures the MQTT trigger; its zero value has none (no broker).
 	MQTT MQTTConfig
+
+	// CloudURL is the cloud controller (http:// or https://); empty runs
+	// standalone. Records then wait for the controller's acknowledgement
+	// before they may be rolled up.
+	CloudURL string
+	// CloudEnroll is a one-time enrolment token, used when the device has
+	// no identity in StateDir/cloud yet.
+	CloudEnroll     string
+	CloudCA         string        // PEM file of the CA that signed an https controller's certificate; the system's roots
+	CloudMaxBackoff time.Duration // the cap of the reconnect delay; 3m
+	CloudBatch      int           // activation records per upload message; 500
 }
 
 func (c *Config) setDefaults() {
@@ -98,6 +109,9 @@ func (c *Config) setDefaults() {
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 10 * time.Second
 	}
+	if c.CloudMaxBackoff <= 0 {
+		c.CloudMaxBackoff = 3 * time.Minute
+	}
 }
 
 // Agent is the daemon: every long-lived part, wired in one visible place.
@@ -117,6 +131,7 @@ type Agent struct {
 	imageMu sync.RWMutex
 	probe   *http.Client // the watchdog probe's: no proxy, a new connection each time
 	mqtt    mqttLink     // started by Serve
+	cloud   cloudPart    // enrolment and the link to the controller (cloud.go)
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -182,10 +197,18 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	a.invoker = newInvoker(a.sandboxes, a.logs, invokerConfig{
 		startTimeout: cfg.StartTimeout, prewarm: cfg.Prewarm, prewarmWindow: cfg.PrewarmWindow}, a.log)
 	a.metrics = newMetrics(a.invoker)
-	// Standalone (no cloud controller yet): every record counts as
-	// acknowledged, so retention rolls them up; the cloud link will set
-	// RequireAck.
-	if a.ledger, err = metering.Open(a.db, metering.Config{Retention: cfg.Retention, Logger: a.log}); err != nil {
+	// Standalone, every record counts as acknowledged, so retention rolls
+	// them up; with a controller only those it acknowledged are.
+	if cfg.CloudURL != "" {
+		if err := a.loadCloudCA(); err != nil {
+			return nil, err
+		}
+		if a.cloud.id, err = a.cloudIdentity(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if a.ledger, err = metering.Open(a.db, metering.Config{Retention: cfg.Retention, Logger: a.log,
+		RequireAck: cfg.CloudURL != ""}); err != nil {
 		return nil, fmt.Errorf("open metering ledger: %w", err)
 	}
 	if err := a.loadFunctions(ctx); err != nil {
@@ -250,6 +273,7 @@ func (a *Agent) serveOn(ctx context.Context, apiLn, gwLn net.Listener) error {
 	// agent, and both listeners are bound with their servers started, so a
 	// client that connects the moment systemd hears this is answered.
 	a.notify.Ready()
+	a.startCloud()
 	statusCtx, stopStatus := context.WithCancel(ctx)
 	statusDone := make(chan struct{})
 	go func() {
@@ -289,6 +313,8 @@ func (a *Agent) Close() error {
 	// recorded; messages not yet run stay in the inbox.
 	a.stopMQTT()
 	a.shutdown()
+	// Before the ledger closes: no upload may be in flight.
+	a.stopCloud()
 	closeAll(a.cfg.APIListener, a.cfg.GatewayListener) // when Serve never ran
 	if a.async != nil {
 		a.async.close() // no new async calls start

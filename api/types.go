@@ -151,6 +151,19 @@ type Info struct {
 	Instances  int    `json:"instances"`
 	Images     int    `json:"images"`
 	MQTT       string `json:"mqtt"` // "none", "embedded ADDR", or the broker URL and "(connected)" or "(disconnected)"
+	// Cloud is the link to the cloud controller; nil when standalone.
+	Cloud *CloudStatus `json:"cloud,omitempty"`
+}
+
+// CloudStatus is the agent's link to its cloud controller.
+type CloudStatus struct {
+	Controller string `json:"controller"`
+	DeviceID   string `json:"device_id"`
+	Connected  bool   `json:"connected"`
+	Links      int64  `json:"links"`     // links established since the agent started
+	AckedSeq   int64  `json:"acked_seq"` // highest activation seq the controller acknowledged in this run
+	Uploaded   int64  `json:"uploaded"`  // activation records acknowledged in this run
+	LastError  string `json:"last_error,omitempty"`
 }
 
 // Error is the JSON body of every error answer, from the admin API and the

@@ -27,6 +27,7 @@ var built struct {
 	dir        string
 	edgefaasd  string
 	edgefaas   string
+	edgecloud  string // the cloud controller
 	testfn     string // http-mode Go function (testdata/testfn)
 	busybox    string // busybox root as an exec-mode image that runs the shell code in $SCRIPT
 	moduleRoot string
@@ -61,11 +62,12 @@ func buildAll(dir string) error {
 	built.dir, built.moduleRoot = dir, root
 	built.edgefaasd = filepath.Join(dir, "edgefaasd")
 	built.edgefaas = filepath.Join(dir, "edgefaas")
+	built.edgecloud = filepath.Join(dir, "edgecloud")
 	args := []string{"build", "-o", dir + "/"}
 	if os.Getenv("EDGEFAAS_IT_RACE") != "" { // agents built with the race detector
 		args = append(args, "-race")
 	}
-	cmd := exec.Command("go", append(args, "./cmd/edgefaasd", "./cmd/edgefaas")...)
+	cmd := exec.Command("go", append(args, "./cmd/edgefaasd", "./cmd/edgefaas", "./cmd/edgecloud")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)

@@ -114,6 +114,15 @@ func (l *pahoLink) resume() {
 		if !l.s.drained() {
 			continue
 		}
+		if !l.client.IsConnectionOpen() {
+			// paho is reconnecting on its own (the broker went away):
+			// that new connection makes the broker send again. A
+			// Disconnect and Connect of ours in the middle of paho's
+			// reconnect loop stopped it for good (seen when mosquitto
+			// restarted while the inbox was full: no connection after).
+			l.s.shedding.Store(false)
+			continue
+		}
 		l.s.log.Info("inbox has room again: reconnecting, so that the broker sends what it kept",
 			"deferred", l.s.stats.deferred.Load())
 		l.client.Disconnect(250)

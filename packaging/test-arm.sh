@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 version=$1
 shift
-PKGS=(store metering logs images api errdefs metrics mqtt cmd/edgefaas cmd/edgefaasd cgroups systemd)
+PKGS=(store metering logs images api errdefs metrics mqtt cloudsync/proto cmd/edgefaas cmd/edgefaasd cgroups systemd)
 declare -A SKIP
 # cgroups: the tests that call requireCgroups (root, real cgroups). A skip
 # list rather than a -test.run list, so new fixture-only tests run here too.

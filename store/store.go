@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"sync"
 	"time"
@@ -32,15 +33,24 @@ type DB struct {
 	beating sync.Mutex // held while a Heartbeat write is in flight
 }
 
-// Open opens the database at path, creating the file if needed, and brings
-// its schema up to date. The directory must exist.
+// Open opens the agent's database at path, creating the file if needed, and
+// brings its schema up to date. The directory must exist.
 func Open(ctx context.Context, path string) (*DB, error) {
+	return OpenWith(ctx, path, migrationFiles)
+}
+
+// OpenWith opens the database at path with the store's settings (WAL,
+// busy timeout, immediate transactions) and brings its schema up to date
+// with the migrations in fsys, files named migrations/NNNN_what.sql. It is
+// how another program's package (the cloud controller) keeps a database of
+// its own without opening SQLite itself. The directory must exist.
+func OpenWith(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 	db, err := sql.Open("sqlite3", dsn(path))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &DB{db: db, path: path, now: time.Now}
-	if err := s.init(ctx); err != nil {
+	if err := s.init(ctx, fsys); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -66,7 +76,7 @@ func dsn(path string) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
-func (s *DB) init(ctx context.Context) error {
+func (s *DB) init(ctx context.Context, fsys fs.FS) error {
 	var mode string
 	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return err
@@ -76,7 +86,7 @@ func (s *DB) init(ctx context.Context) error {
 		// silently keeps the rollback journal.
 		return fmt.Errorf("journal_mode is %q, want wal", mode)
 	}
-	return migrate(ctx, s.db, migrationFiles, -1)
+	return migrate(ctx, s.db, fsys, -1)
 }
 
 // Close closes the database. The last connection to close checkpoints the

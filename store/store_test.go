@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/edgefaas/edgefaas/api"
@@ -191,5 +192,32 @@ func TestTx(t *testing.T) {
 				t.Errorf("write after Tx: %v", err)
 			}
 		})
+	}
+}
+
+// TestOpenWith: another schema (the controller's) is migrated into its own
+// file with the same settings, and reopening applies nothing twice.
+func TestOpenWith(t *testing.T) {
+	fsys := fstest.MapFS{
+		"migrations/0001_a.sql": {Data: []byte("CREATE TABLE a (x INTEGER NOT NULL);")},
+		"migrations/0002_b.sql": {Data: []byte("INSERT INTO a (x) VALUES (1);")},
+	}
+	path := filepath.Join(t.TempDir(), "other.db")
+	for range 2 {
+		db, err := OpenWith(t.Context(), path, fsys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := db.SQL().QueryRowContext(t.Context(), "SELECT COUNT(*) FROM a").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("rows in a: got %d, want 1", n)
+		}
+		if hasTable(t, db.SQL(), "functions") {
+			t.Fatal("the agent's schema was applied too")
+		}
+		db.Close()
 	}
 }

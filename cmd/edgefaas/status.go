@@ -33,6 +33,17 @@ func (c *cli) status(ctx context.Context, args []string) error {
 	fmt.Fprintf(tw, "functions\t%d (%d instances running)\n", info.Functions, info.Instances)
 	fmt.Fprintf(tw, "images\t%d\n", info.Images)
 	fmt.Fprintf(tw, "mqtt\t%s\n", info.MQTT)
+	if cs := info.Cloud; cs != nil {
+		state := "disconnected"
+		if cs.Connected {
+			state = "connected"
+		}
+		line := fmt.Sprintf("%s %s (device %s, acknowledged up to seq %d)", cs.Controller, state, cs.DeviceID, cs.AckedSeq)
+		if !cs.Connected && cs.LastError != "" {
+			line += ": " + cs.LastError
+		}
+		fmt.Fprintf(tw, "cloud\t%s\n", line)
+	}
 	return tw.Flush()
 }
 

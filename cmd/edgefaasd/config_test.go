@@ -51,6 +51,18 @@ debug = true
 			},
 		},
 		{
+			name: "cloud keys",
+			file: "cloud = https://cloud.example:8443\nenroll = enr_abc\ncloud-max-backoff = 2m\ncloud-batch = 200\n",
+			check: func(o options) string {
+				c := o.cfg
+				if c.CloudURL != "https://cloud.example:8443" || c.CloudEnroll != "enr_abc" ||
+					c.CloudMaxBackoff != 2*time.Minute || c.CloudBatch != 200 {
+					return "cloud settings not applied"
+				}
+				return ""
+			},
+		},
+		{
 			name: "the command line wins",
 			file: "listen = :9090\nretention = 72h\ndebug = true\n",
 			args: []string{"--listen", "127.0.0.1:0", "--debug=false"},
@@ -152,12 +164,15 @@ func TestDefaultConfigMatchesFlags(t *testing.T) {
 	var enabled []string
 	keys := map[string]bool{}
 	for _, line := range strings.Split(def, "\n") {
-		if s, ok := strings.CutPrefix(line, "#"); ok && strings.Contains(s, " = ") && !strings.HasPrefix(s, " ") {
+		s, ok := strings.CutPrefix(line, "#")
+		switch {
+		case ok && strings.Contains(s, " = ") && !strings.HasPrefix(s, " "):
 			enabled = append(enabled, s)
 			key, _, _ := strings.Cut(s, " ")
 			keys[key] = true
-		} else if key, ok := strings.CutSuffix(s, " ="); ok && !strings.Contains(key, " ") {
-			keys[key] = true // a setting without a default, shown empty
+		case ok && strings.HasSuffix(s, " =") && !strings.HasPrefix(s, " "):
+			// "#cloud =": a setting without a default, shown empty.
+			keys[strings.TrimSuffix(s, " =")] = true
 		}
 	}
 	withAll, err := parseFlags([]string{"--config", writeConfig(t, strings.Join(enabled, "\n"))})

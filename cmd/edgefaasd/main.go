@@ -125,6 +125,11 @@ func agentFlags(o *options, configFile *string) *flag.FlagSet {
 	fs.IntVar(&m.MaxPayload, "mqtt-max-payload", 1<<20, "larger MQTT messages are refused (logged, acknowledged, not run)")
 	fs.IntVar(&m.Retries, "mqtt-retries", 4, "retries of a failed MQTT invocation before its dead letter on edgefaas/deadletter/FUNCTION (-1: none)")
 	fs.DurationVar(&m.Backoff, "mqtt-backoff", time.Second, "wait before the first retry, doubled for each next (at most 1m)")
+	fs.StringVar(&o.cfg.CloudURL, "cloud", "", "cloud controller URL (http:// or https://); empty runs standalone")
+	fs.StringVar(&o.cfg.CloudEnroll, "enroll", "", "one-time enrolment token (edgecloud token create), used once: the device key and id are then kept in STATE-DIR/cloud")
+	fs.StringVar(&o.cfg.CloudCA, "cloud-ca", "", "PEM file of the CA that signed an https controller's certificate (default: the system's roots)")
+	fs.DurationVar(&o.cfg.CloudMaxBackoff, "cloud-max-backoff", 3*time.Minute, "the longest wait between two attempts to reach the controller")
+	fs.IntVar(&o.cfg.CloudBatch, "cloud-batch", 500, "activation records per upload message to the controller")
 	fs.BoolVar(&o.debug, "debug", false, "log at debug level")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	return fs

@@ -1,0 +1,51 @@
+package proto
+
+import (
+	"bytes"
+	"testing"
+)
+
+// FuzzDecode: no frame makes the decoder panic, anything it accepts is of
+// the current version and a known type, re-encodes, and every body type
+// decodes or errs without panicking.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{
+		`{"v":1,"type":"usage","id":"a","body":{"records":[{"seq":1,"call_id":"c","function":"f","trigger":"http","start_ns":1,"duration_ns":2,"billed_ms":100,"memory_bytes":1,"kib_ms":1,"cpu_ns":0,"status":"ok","request_bytes":0,"response_bytes":0}]}}`,
+		`{"v":1,"type":"usage_ack","id":"a","body":{"up_to":3}}`,
+		`{"v":1,"type":"hello","body":{"version":"dev","arch":"arm64","cgroup_mode":"v2","functions":[{"name":"f","version":1,"image_digest":"sha256:00"}]}}`,
+		`{"v":1,"type":"auth","body":{"device_id":"dev-00000000000000000000000000000000","signature":"AAAA"}}`,
+		`{"v":1,"type":"challenge","body":{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}`,
+		`{"v":2,"type":"health"}`,
+		`{"v":1,"type":"error","body":{"code":"invalid"}}`,
+		`[]`, `null`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		e, err := Decode(frame)
+		if err != nil {
+			return
+		}
+		if e.V != Version || !knownTypes[e.Type] {
+			t.Fatalf("accepted %+v", e)
+		}
+		again, err := Encode(e.Type, e.ID, e.Body)
+		if err != nil && len(frame) < MaxFrame-100 {
+			t.Fatalf("re-encode of an accepted frame: %v", err)
+		}
+		if err == nil {
+			if _, err := Decode(again); err != nil && !bytes.Equal(again, frame) {
+				t.Fatalf("re-encoded frame refused: %v", err)
+			}
+		}
+		_, _ = DecodeBody[Usage](e)
+		_, _ = DecodeBody[UsageAck](e)
+		_, _ = DecodeBody[Hello](e)
+		_, _ = DecodeBody[Health](e)
+		_, _ = DecodeBody[Auth](e)
+		_, _ = DecodeBody[Challenge](e)
+		_, _ = DecodeBody[Welcome](e)
+		_, _ = DecodeBody[Error](e)
+		_, _ = DecodeBody[EnrollRequest](e)
+	})
+}
