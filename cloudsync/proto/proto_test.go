@@ -80,7 +80,7 @@ func TestDecodeBody(t *testing.T) {
 func TestMaxBatchFits(t *testing.T) {
 	recs := make([]UsageRecord, MaxBatch)
 	for i := range recs {
-		recs[i] = UsageRecord{Seq: int64(1<<62 + i), CallID: strings.Repeat("c", 24), Function: strings.Repeat("f", 64),
+		recs[i] = UsageRecord{Seq: 1<<62 + int64(i), CallID: strings.Repeat("c", 24), Function: strings.Repeat("f", 64),
 			ImageDigest: "sha256:" + strings.Repeat("a", 64), Trigger: "schedule", StartNs: 1 << 62, DurationNs: 1 << 40,
 			BilledMs: 1 << 30, MemoryBytes: 1 << 40, KiBMs: 1 << 60, CPUNs: 1 << 40, Cold: true, InitNs: 1 << 40,
 			Status: "too_large", RequestBytes: 1 << 30, ResponseBytes: 1 << 30}
