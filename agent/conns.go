@@ -126,7 +126,7 @@ func (c *conn) exchange(ctx context.Context, req *http.Request, body *limitedBuf
 		}
 		return nil, err
 	}
-	_, err = io.Copy(body, resp.Body)
+	err = body.readFrom(resp.Body)
 	resp.Body.Close()
 	return resp, err
 }

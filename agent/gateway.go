@@ -41,7 +41,9 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	res = a.run(r.Context(), f, call{
 		ID: callID, Trigger: "http", Method: r.Method, Path: "/" + r.PathValue("path"),
-		Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body,
+		// The request's own header map, not a copy: the call ends before
+		// the handler returns, and roundTrip copies what it forwards.
+		Query: r.URL.RawQuery, Header: r.Header, Body: body,
 	})
 	writeResult(w, res)
 }

@@ -66,15 +66,28 @@ func TestLimitedBufferCopy(t *testing.T) {
 		{name: "plain reader of max+1", src: func() io.Reader { return iotest.HalfReader(strings.NewReader(big[:max+1])) }, want: max, wantOverflow: true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b := &limitedBuffer{max: max}
-			if _, err := io.Copy(b, tt.src()); err != nil {
-				t.Fatalf("io.Copy: %v", err)
-			}
-			if got := len(b.Bytes()); got != tt.want || b.overflow != tt.wantOverflow {
-				t.Errorf("kept %d bytes, overflow %v; want %d, overflow %v", got, b.overflow, tt.want, tt.wantOverflow)
-			}
-		})
+		// Both ways in: io.Copy through Write (exec mode's stdout) and
+		// readFrom (an http response body).
+		for _, way := range []string{"io.Copy", "readFrom"} {
+			t.Run(tt.name+" via "+way, func(t *testing.T) {
+				b := &limitedBuffer{max: max}
+				var err error
+				if way == "io.Copy" {
+					_, err = io.Copy(b, tt.src())
+				} else {
+					err = b.readFrom(tt.src())
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", way, err)
+				}
+				if got := len(b.Bytes()); got != tt.want || b.overflow != tt.wantOverflow {
+					t.Errorf("kept %d bytes, overflow %v; want %d, overflow %v", got, b.overflow, tt.want, tt.wantOverflow)
+				}
+				if !bytes.Equal(b.Bytes(), []byte(big[:len(b.Bytes())])) {
+					t.Error("kept bytes differ from the stream's first ones")
+				}
+			})
+		}
 	}
 }
 
