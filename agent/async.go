@@ -59,19 +59,11 @@ func newAsyncQueue(db *store.DB, run func(context.Context, string, call) result,
 
 // handleAsync serves POST /async-function/{name}[/{path...}].
 func (a *Agent) handleAsync(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	callID := newCallID()
-	w.Header().Set("X-Call-Id", callID)
-	f, err := a.invoker.lookup(name)
-	if err != nil {
-		writeResult(w, errResult(http.StatusNotFound, statusNotFound, err.Error()))
-		return
-	}
-	body, res, ok := readBody(w, r, f.fn.Spec.MaxRequest)
+	f, callID, body, ok := a.acceptCall(w, r)
 	if !ok {
-		writeResult(w, res)
 		return
 	}
+	name := f.fn.Spec.Name
 	cb := r.Header.Get("X-Callback-Url")
 	if u, err := url.Parse(cb); cb != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		writeResult(w, errResult(http.StatusBadRequest, statusError, fmt.Sprintf("X-Callback-Url %q: want an http or https URL", cb)))
@@ -79,7 +71,7 @@ func (a *Agent) handleAsync(w http.ResponseWriter, r *http.Request) {
 	}
 	h := r.Header.Clone()
 	h.Del("X-Callback-Url")
-	err = a.async.db.EnqueueAsync(r.Context(), store.AsyncCall{
+	err := a.async.db.EnqueueAsync(r.Context(), store.AsyncCall{
 		CallID: callID, Function: name, Method: http.MethodPost, Path: "/" + r.PathValue("path"),
 		Query: r.URL.RawQuery, Header: h, Body: body, CallbackURL: cb, Created: time.Now(),
 	}, a.async.limit)

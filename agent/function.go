@@ -1,12 +1,12 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/edgefaas/edgefaas/api"
@@ -25,8 +25,6 @@ type function struct {
 	iv   *invoker
 	fn   api.Function
 	tmpl process // how to start its program, resolved at deploy
-
-	waiting atomic.Int64 // len(queue), readable without the lock (metrics)
 
 	mu       sync.Mutex
 	insts    []*instance // started instances, oldest first
@@ -136,7 +134,6 @@ func (f *function) enqueue() (q *function, w *waiter, inst *instance, res result
 	}
 	w = &waiter{ch: make(chan grant, 1)}
 	f.queue = append(f.queue, w)
-	f.waiting.Store(int64(len(f.queue)))
 	f.scaleUpLocked()
 	return f, w, nil, result{}
 }
@@ -178,7 +175,6 @@ func (f *function) dequeue(w *waiter) bool {
 		return false
 	}
 	f.queue = slices.Delete(f.queue, i, i+1)
-	f.waiting.Store(int64(len(f.queue)))
 	return true
 }
 
@@ -190,18 +186,21 @@ func (f *function) slots() int { return max(f.fn.Spec.Concurrency, 1) }
 // ones on the way; nil when every instance is full.
 func (f *function) pickLocked() *instance {
 	var best *instance
-	for _, inst := range slices.Clone(f.insts) {
-		if inst.broken() {
-			if inst.active == 0 {
+	dead := false
+	for _, inst := range f.insts {
+		switch {
+		case inst.broken():
+			dead = dead || inst.active == 0
+		case inst.retiring || inst.active >= f.slots():
+		case best == nil || inst.active > best.active:
+			best = inst
+		}
+	}
+	if dead { // rare: only then is the list copied, to drop from it
+		for _, inst := range slices.Clone(f.insts) {
+			if inst.broken() && inst.active == 0 {
 				f.dropLocked(inst)
 			}
-			continue
-		}
-		if inst.retiring || inst.active >= f.slots() {
-			continue
-		}
-		if best == nil || inst.active > best.active {
-			best = inst
 		}
 	}
 	return best
@@ -282,7 +281,6 @@ func (f *function) failStartLocked(err error) {
 func (f *function) popLocked() chan grant {
 	w := f.queue[0]
 	f.queue = f.queue[1:]
-	f.waiting.Store(int64(len(f.queue)))
 	return w.ch
 }
 
@@ -455,7 +453,7 @@ func (f *function) running() int {
 func (f *function) state() fnState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := fnState{name: f.fn.Spec.Name, instances: f.liveLocked()}
+	st := fnState{name: f.fn.Spec.Name, instances: f.liveLocked(), waiting: len(f.queue)}
 	for _, inst := range f.insts {
 		st.inflight += inst.active
 	}
@@ -482,7 +480,7 @@ func (f *function) warm(ctx context.Context, n int) error {
 	for range n {
 		s := <-ch
 		if s.err != nil {
-			firstErr = cmpOr(firstErr, s.err)
+			firstErr = cmp.Or(firstErr, s.err)
 			continue
 		}
 		ready = append(ready, s.inst)
@@ -497,13 +495,6 @@ func (f *function) warm(ctx context.Context, n int) error {
 	f.insts = append(f.insts, ready...)
 	f.mu.Unlock()
 	return nil
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // destroy destroys an instance in the background (see wait).

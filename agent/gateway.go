@@ -25,21 +25,31 @@ func (a *Agent) gatewayHandler() http.Handler {
 	return mux
 }
 
-func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	callID := newCallID()
+// acceptCall starts every gateway call: a call id (in the answer's
+// X-Call-Id), the function named in the path, and the body within its
+// request limit. When ok is false the answer has been written.
+func (a *Agent) acceptCall(w http.ResponseWriter, r *http.Request) (f *function, callID string, body []byte, ok bool) {
+	callID = newCallID()
 	w.Header().Set("X-Call-Id", callID)
-	f, err := a.invoker.lookup(name)
+	f, err := a.invoker.lookup(r.PathValue("name"))
 	if err != nil {
 		writeResult(w, errResult(http.StatusNotFound, statusNotFound, err.Error()))
-		return
+		return nil, "", nil, false
 	}
 	body, res, ok := readBody(w, r, f.fn.Spec.MaxRequest)
 	if !ok {
 		writeResult(w, res)
+		return nil, "", nil, false
+	}
+	return f, callID, body, true
+}
+
+func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	f, callID, body, ok := a.acceptCall(w, r)
+	if !ok {
 		return
 	}
-	res = a.run(r.Context(), f, call{
+	res := a.run(r.Context(), f, call{
 		ID: callID, Trigger: "http", Method: r.Method, Path: "/" + r.PathValue("path"),
 		// The request's own header map, not a copy: the call ends before
 		// the handler returns, and roundTrip copies what it forwards.

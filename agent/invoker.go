@@ -207,7 +207,7 @@ func (iv *invoker) instances() map[string]int {
 type fnState struct {
 	name      string
 	instances int
-	waiting   int64
+	waiting   int // calls queued for a slot
 	inflight  int
 }
 
@@ -216,9 +216,7 @@ func (iv *invoker) states() []fnState {
 	fns := iv.functions()
 	out := make([]fnState, 0, len(fns))
 	for _, f := range fns {
-		st := f.state()
-		st.waiting = f.waiting.Load()
-		out = append(out, st)
+		out = append(out, f.state())
 	}
 	return out
 }

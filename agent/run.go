@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/edgefaas/edgefaas/metering"
@@ -43,10 +44,10 @@ func (a *Agent) run(ctx context.Context, f *function, c call) result {
 func (a *Agent) invokeByName(ctx context.Context, name string, c call) result {
 	f, err := a.invoker.lookup(name)
 	if err != nil {
-		return errResult(404, statusNotFound, err.Error())
+		return errResult(http.StatusNotFound, statusNotFound, err.Error())
 	}
 	if int64(len(c.Body)) > f.fn.Spec.MaxRequest {
-		return errResult(413, statusTooLarge, "request body larger than the function's limit")
+		return errResult(http.StatusRequestEntityTooLarge, statusTooLarge, "request body larger than the function's limit")
 	}
 	return a.run(ctx, f, c)
 }

@@ -177,24 +177,25 @@ func (h *Histogram) writeTo(w io.Writer) {
 	}
 }
 
-// GaugeFunc is a gauge family whose values are read at scrape time.
-type GaugeFunc struct {
+// scraped is a gauge or counter family whose values are read at scrape
+// time (GaugeFunc, CounterFunc).
+type scraped struct {
 	desc
 	collect func(emit func(v float64, values ...string))
 }
 
 // GaugeFunc makes a gauge family; collect emits its series at each scrape.
 func (r *Registry) GaugeFunc(name, help string, labels []string, collect func(emit func(v float64, values ...string))) {
-	r.add(&GaugeFunc{desc: desc{name, help, "gauge", labels}, collect: collect})
+	r.add(&scraped{desc: desc{name, help, "gauge", labels}, collect: collect})
 }
 
 // CounterFunc makes a counter family whose values are read at scrape time
 // (a total kept elsewhere, such as the process's CPU time).
 func (r *Registry) CounterFunc(name, help string, labels []string, collect func(emit func(v float64, values ...string))) {
-	r.add(&GaugeFunc{desc: desc{name, help, "counter", labels}, collect: collect})
+	r.add(&scraped{desc: desc{name, help, "counter", labels}, collect: collect})
 }
 
-func (g *GaugeFunc) writeTo(w io.Writer) {
+func (g *scraped) writeTo(w io.Writer) {
 	g.header(w)
 	g.collect(func(v float64, values ...string) {
 		fmt.Fprintf(w, "%s%s %s\n", g.name, labelSet(g.labels, values, "", ""), formatFloat(v))
