@@ -497,7 +497,7 @@ func (f *function) warm(ctx context.Context, n int) error {
 	return nil
 }
 
-// destroy destroys an instance in the background (see wait).
+// destroy destroys an instance in the background (see awaitGone).
 func (f *function) destroy(inst *instance) {
 	f.gone.Add(1)
 	f.iv.goBackground(func() {
