@@ -17,6 +17,8 @@ func FuzzDecode(f *testing.F) {
 		`{"v":1,"type":"challenge","body":{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}`,
 		`{"v":2,"type":"health"}`,
 		`{"v":1,"type":"error","body":{"code":"invalid"}}`,
+		`{"v":1,"type":"desired","body":{"functions":[{"revision":2,"repository":"fn","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","spec":{"name":"f","image":"","memory_bytes":1048576}}]}}`,
+		`{"v":1,"type":"status","body":{"functions":[{"name":"f","revision":2,"state":"rolled_back","reason":"not ready","serving":1,"at_ms":5}]}}`,
 		`[]`, `null`, ``,
 	} {
 		f.Add([]byte(seed))
@@ -47,5 +49,7 @@ func FuzzDecode(f *testing.F) {
 		_, _ = DecodeBody[Welcome](e)
 		_, _ = DecodeBody[Error](e)
 		_, _ = DecodeBody[EnrollRequest](e)
+		_, _ = DecodeBody[Desired](e)
+		_, _ = DecodeBody[Status](e)
 	})
 }

@@ -51,11 +51,14 @@ const (
 	TypeUsage     = "usage"     // agent: a batch of activation records
 	TypeUsageAck  = "usage_ack" // controller: records up to a seq are stored
 	TypeError     = "error"     // either: why the link is being closed
+	TypeDesired   = "desired"   // controller: the functions the device should run
+	TypeStatus    = "status"    // agent: the state of the functions the cloud placed
 )
 
 var knownTypes = map[string]bool{
 	TypeChallenge: true, TypeAuth: true, TypeWelcome: true, TypeHello: true,
 	TypeHealth: true, TypeUsage: true, TypeUsageAck: true, TypeError: true,
+	TypeDesired: true, TypeStatus: true,
 }
 
 // Envelope is one frame: {"v":1,"type":"usage","id":"...","body":{...}}.

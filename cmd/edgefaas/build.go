@@ -17,7 +17,7 @@ import (
 // buildFlags are the settings of edgefaas build.
 type buildFlags struct {
 	tag, out, platforms, mode, entry, from, workdir, user string
-	env                                                   listFlag
+	env                                                   api.ListFlag
 }
 
 // build makes an oci-archive without Docker, for one platform or several.

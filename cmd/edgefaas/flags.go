@@ -4,8 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
-	"strconv"
 	"strings"
 )
 
@@ -71,52 +69,3 @@ func oneName(fs *flag.FlagSet, args []string, what string) (string, error) {
 	}
 	return pos[0], nil
 }
-
-// parseBytes reads a memory quantity: 128Mi, 1Gi, 512Ki, 64M, 1G, or bytes.
-func parseBytes(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   float64
-	}{
-		{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30},
-		{"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"k", 1e3},
-	}
-	mult := 1.0
-	num := s
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			mult, num = u.mult, strings.TrimSuffix(s, u.suffix)
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	// !(b >= 0) also rejects NaN; 1<<63 is the first float64 that does not
-	// fit int64 (the conversion of a larger one is implementation-defined:
-	// math.MinInt64 on amd64).
-	if b := v * mult; err != nil || !(b >= 0) || b >= 1<<63 {
-		return 0, fmt.Errorf("%q is not a size like 128Mi", s)
-	}
-	return int64(v * mult), nil
-}
-
-// parseCPU reads millicores: 500m, 0.5 or 2 (cores).
-func parseCPU(s string) (int64, error) {
-	if m, ok := strings.CutSuffix(s, "m"); ok {
-		v, err := strconv.ParseInt(m, 10, 64)
-		if err != nil || v < 0 {
-			return 0, fmt.Errorf("%q is not a CPU amount like 500m", s)
-		}
-		return v, nil
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || !(v >= 0 && v <= 1e6) { // NaN fails both comparisons
-		return 0, fmt.Errorf("%q is not a CPU amount like 500m or 1.5", s)
-	}
-	return int64(math.Round(v * 1000)), nil
-}
-
-// listFlag collects a repeated flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }

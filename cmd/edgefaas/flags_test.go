@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/edgefaas/edgefaas/api"
+
 	"errors"
 	"flag"
 	"slices"
@@ -44,15 +46,15 @@ func TestParseBytes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseBytes(tt.in)
+			got, err := api.ParseBytes(tt.in)
 			if tt.wantErr {
 				if err == nil {
-					t.Fatalf("parseBytes(%q) = %d, nil; want an error", tt.in, got)
+					t.Fatalf("api.ParseBytes(%q) = %d, nil; want an error", tt.in, got)
 				}
 				return
 			}
 			if err != nil || got != tt.want {
-				t.Fatalf("parseBytes(%q) = %d, %v; want %d, nil", tt.in, got, err, tt.want)
+				t.Fatalf("api.ParseBytes(%q) = %d, %v; want %d, nil", tt.in, got, err, tt.want)
 			}
 		})
 	}
@@ -86,15 +88,15 @@ func TestParseCPU(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseCPU(tt.in)
+			got, err := api.ParseCPU(tt.in)
 			if tt.wantErr {
 				if err == nil {
-					t.Fatalf("parseCPU(%q) = %d, nil; want an error", tt.in, got)
+					t.Fatalf("api.ParseCPU(%q) = %d, nil; want an error", tt.in, got)
 				}
 				return
 			}
 			if err != nil || got != tt.want {
-				t.Fatalf("parseCPU(%q) = %d, %v; want %d, nil", tt.in, got, err, tt.want)
+				t.Fatalf("api.ParseCPU(%q) = %d, %v; want %d, nil", tt.in, got, err, tt.want)
 			}
 		})
 	}
@@ -133,7 +135,7 @@ func TestParseArgs(t *testing.T) {
 			fs := newFlags("test")
 			image := fs.String("image", "", "")
 			asJSON := fs.Bool("json", false, "")
-			var env listFlag
+			var env api.ListFlag
 			fs.Var(&env, "env", "")
 			pos, err := parseArgs(fs, tt.args)
 			if tt.wantErr {
@@ -196,15 +198,15 @@ func FuzzParseBytes(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseBytes(s)
+		got, err := api.ParseBytes(s)
 		if err != nil {
 			return
 		}
 		if got < 0 {
-			t.Fatalf("parseBytes(%q) = %d, a negative size", s, got)
+			t.Fatalf("api.ParseBytes(%q) = %d, a negative size", s, got)
 		}
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 && n < 1<<53 && got != n {
-			t.Fatalf("parseBytes(%q) = %d, want %d", s, got, n)
+			t.Fatalf("api.ParseBytes(%q) = %d, want %d", s, got, n)
 		}
 	})
 }
@@ -216,16 +218,16 @@ func FuzzParseCPU(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseCPU(s)
+		got, err := api.ParseCPU(s)
 		if err != nil {
 			return
 		}
 		if got < 0 {
-			t.Fatalf("parseCPU(%q) = %d, a negative amount", s, got)
+			t.Fatalf("api.ParseCPU(%q) = %d, a negative amount", s, got)
 		}
 		if m, ok := strings.CutSuffix(s, "m"); ok {
 			if n, err := strconv.ParseInt(m, 10, 64); err == nil && got != n {
-				t.Fatalf("parseCPU(%q) = %d, want %d", s, got, n)
+				t.Fatalf("api.ParseCPU(%q) = %d, want %d", s, got, n)
 			}
 		}
 	})

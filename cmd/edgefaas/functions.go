@@ -28,66 +28,18 @@ func (c *cli) deploy(ctx context.Context, args []string) error {
 		return c.deployStack(ctx, file)
 	}
 	fs := newFlags("deploy")
-	var spec api.FunctionSpec
-	var memory, cpu string
-	var timeout, idle time.Duration
-	var recycleMemory string
-	var env listFlag
-	fs.StringVar(&spec.Image, "image", "", "image: NAME:TAG, a digest, a registry reference (host/repo:tag), or an image archive or layout directory")
-	fs.StringVar(&spec.Mode, "mode", "", "http (default) or exec")
-	fs.StringVar(&memory, "memory", "", "memory limit, e.g. 128Mi")
-	fs.StringVar(&cpu, "cpu", "", "CPU limit in millicores, e.g. 500m")
-	fs.Int64Var(&spec.Pids, "pids", 0, "process limit")
-	fs.DurationVar(&timeout, "timeout", 0, "per-invocation timeout, e.g. 10s")
-	fs.IntVar(&spec.Concurrency, "concurrency", 0, "concurrent invocations per instance")
-	fs.IntVar(&spec.MinInstances, "min", 0, "instances kept warm even when idle")
-	fs.IntVar(&spec.MaxInstances, "max", 0, fmt.Sprintf("most instances at once (default %d)", api.DefaultMaxInstances))
-	fs.DurationVar(&idle, "idle", 0, fmt.Sprintf("stop an instance idle this long (default %s)", api.DefaultIdle))
-	fs.IntVar(&spec.Queue, "queue", 0, fmt.Sprintf("calls that may wait for a slot before 429 (default %d)", api.DefaultQueue))
-	fs.Int64Var(&spec.RecycleAfter, "recycle-after", 0, "replace an instance after this many invocations")
-	fs.StringVar(&recycleMemory, "recycle-memory", "", "replace an idle instance whose memory use passed this, e.g. 100Mi")
-	fs.Var(&env, "env", "K=V, repeatable")
-	var bindings listFlag
-	fs.Var(&bindings, "mqtt", "MQTT binding 'FILTER[=REPLY][;qos=0|1|2][;ordered]', repeatable (reply template: {topic}, {1}, {2}...)")
+	var image string
+	fs.StringVar(&image, "image", "", "image: NAME:TAG, a digest, a registry reference (host/repo:tag), or an image archive or layout directory")
+	sf := api.AddSpecFlags(fs)
 	name, err := oneName(fs, args, "function NAME")
 	if err != nil {
 		return err
 	}
-	spec.Name = name
-	spec.Timeout = api.Duration(timeout)
-	spec.Idle = api.Duration(idle)
-	if recycleMemory != "" {
-		if spec.RecycleMemory, err = parseBytes(recycleMemory); err != nil {
-			return fmt.Errorf("--recycle-memory: %w", err)
-		}
+	spec, err := sf.Spec(name)
+	if err != nil {
+		return err
 	}
-	if memory != "" {
-		if spec.Memory, err = parseBytes(memory); err != nil {
-			return fmt.Errorf("--memory: %w", err)
-		}
-	}
-	if cpu != "" {
-		if spec.CPU, err = parseCPU(cpu); err != nil {
-			return fmt.Errorf("--cpu: %w", err)
-		}
-	}
-	for _, kv := range env {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--env %q: want K=V", kv)
-		}
-		if spec.Env == nil {
-			spec.Env = map[string]string{}
-		}
-		spec.Env[k] = v
-	}
-	for _, v := range bindings {
-		b, err := parseBinding(v)
-		if err != nil {
-			return err
-		}
-		spec.MQTT = append(spec.MQTT, b)
-	}
+	spec.Image = image
 	cl, err := c.client()
 	if err != nil {
 		return err

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/edgefaas/edgefaas/api"
+
 	"slices"
 	"testing"
 )
@@ -10,13 +12,13 @@ import (
 // argument after it.
 func TestQuantitiesRejectNaNAndOverflow(t *testing.T) {
 	for _, s := range []string{"NaN", "nanGi", "1e19", "9.3e18", "1e10Gi", "0X1p70"} {
-		if v, err := parseBytes(s); err == nil {
-			t.Errorf("parseBytes(%q) = %d, want an error", s, v)
+		if v, err := api.ParseBytes(s); err == nil {
+			t.Errorf("api.ParseBytes(%q) = %d, want an error", s, v)
 		}
 	}
 	for _, s := range []string{"NaN", "nan"} {
-		if v, err := parseCPU(s); err == nil {
-			t.Errorf("parseCPU(%q) = %d, want an error", s, v)
+		if v, err := api.ParseCPU(s); err == nil {
+			t.Errorf("api.ParseCPU(%q) = %d, want an error", s, v)
 		}
 	}
 }

@@ -57,7 +57,7 @@ type stackBinding struct{ api.MQTTBinding }
 func (b *stackBinding) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
 		var err error
-		b.MQTTBinding, err = parseBinding(n.Value)
+		b.MQTTBinding, err = api.ParseBinding(n.Value)
 		return err
 	}
 	var m struct {
@@ -97,12 +97,12 @@ func parseStack(name string, data []byte, dir string) ([]api.FunctionSpec, error
 		}
 		var err error
 		if f.Memory != "" {
-			if spec.Memory, err = parseBytes(f.Memory); err != nil {
+			if spec.Memory, err = api.ParseBytes(f.Memory); err != nil {
 				return nil, bad("memory", err)
 			}
 		}
 		if f.CPU != "" {
-			if spec.CPU, err = parseCPU(f.CPU); err != nil {
+			if spec.CPU, err = api.ParseCPU(f.CPU); err != nil {
 				return nil, bad("cpu", err)
 			}
 		}
