@@ -28,6 +28,8 @@ type cloudPart struct {
 	id  cloudsync.Identity
 	tls *tls.Config // from CloudCA; nil: the system's roots
 
+	apply *applier // brings the device to the controller's desired set
+
 	mu   sync.Mutex
 	link *cloudsync.Link
 	// stop ends the goroutine that enrols (when New could not) and starts
@@ -109,8 +111,19 @@ func (a *Agent) startCloud() {
 	a.cloud.mu.Lock()
 	a.cloud.stop, a.cloud.done = cancel, done
 	a.cloud.mu.Unlock()
+	a.cloud.apply = newApplier(a)
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(done)
+		defer wg.Done()
+		a.cloud.apply.run(ctx)
+	}()
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	go func() {
+		defer wg.Done()
 		id := a.cloud.id
 		for attempt := 0; id.Key == nil; attempt++ {
 			t := time.NewTimer(cloudsync.Backoff(time.Second, a.cfg.CloudMaxBackoff, attempt))
@@ -128,7 +141,7 @@ func (a *Agent) startCloud() {
 		}
 		l, err := cloudsync.Start(cloudsync.Config{
 			Identity: id, URL: a.cfg.CloudURL, Ledger: a.ledger,
-			Inventory: a.inventory, Health: a.health, Version: api.Version,
+			Inventory: a.inventory, Health: a.health, Version: api.Version, Desired: a.cloud.apply.desired,
 			MaxBackoff: a.cfg.CloudMaxBackoff, BatchSize: a.cfg.CloudBatch, Logger: a.log, TLS: a.cloud.tls,
 		})
 		if err != nil {
@@ -138,11 +151,12 @@ func (a *Agent) startCloud() {
 		a.cloud.mu.Lock()
 		a.cloud.link = l
 		a.cloud.mu.Unlock()
+		a.cloud.apply.setReporter(l.ReportStatus)
 	}()
 }
 
-// stopCloud ends enrolment attempts and the link; no upload is in flight
-// once it returns.
+// stopCloud ends enrolment attempts, the applier of desired sets and the
+// link; no upload or deploy from the cloud is in flight once it returns.
 func (a *Agent) stopCloud() {
 	a.cloud.mu.Lock()
 	stop, done := a.cloud.stop, a.cloud.done

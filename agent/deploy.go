@@ -48,7 +48,15 @@ func validate(spec api.FunctionSpec) error {
 // queued calls move to the new one. Once it is gone, what it alone used is
 // collected (its root must outlive its last call).
 func (a *Agent) deploy(ctx context.Context, spec api.FunctionSpec) (api.Function, error) {
-	fn, old, err := a.deployLocked(ctx, spec)
+	return a.deployChecked(ctx, spec, 0)
+}
+
+// deployChecked deploys with at least ready instances of the new version
+// started and ready before it takes over. The cloud's rollouts ask for one:
+// a version that never becomes ready must fail its deploy, not its first
+// call, even when the old one runs no instance.
+func (a *Agent) deployChecked(ctx context.Context, spec api.FunctionSpec, ready int) (api.Function, error) {
+	fn, old, err := a.deployLocked(ctx, spec, ready)
 	if err != nil {
 		return api.Function{}, err
 	}
@@ -61,7 +69,7 @@ func (a *Agent) deploy(ctx context.Context, spec api.FunctionSpec) (api.Function
 	return fn, nil
 }
 
-func (a *Agent) deployLocked(ctx context.Context, spec api.FunctionSpec) (api.Function, *function, error) {
+func (a *Agent) deployLocked(ctx context.Context, spec api.FunctionSpec, ready int) (api.Function, *function, error) {
 	a.imageMu.RLock()
 	defer a.imageMu.RUnlock()
 	img, err := a.imageFor(ctx, spec.Image)
@@ -81,7 +89,7 @@ func (a *Agent) deployLocked(ctx context.Context, spec api.FunctionSpec) (api.Fu
 	}
 	// The new version's instances are ready before it is recorded and
 	// takes over; when they do not start, the old version keeps serving.
-	nf, err := a.invoker.prepare(ctx, api.Function{Spec: spec, ImageDigest: img.Digest}, tmpl)
+	nf, err := a.invoker.prepare(ctx, api.Function{Spec: spec, ImageDigest: img.Digest}, tmpl, ready)
 	if err != nil {
 		return api.Function{}, nil, fmt.Errorf("function %q: new version did not become ready, the old one keeps serving: %w", spec.Name, err)
 	}

@@ -137,11 +137,12 @@ func (iv *invoker) functions() []*function {
 // prepare makes the running state of a new function version. When the
 // version it replaces has instances up (or the spec asks for MinInstances),
 // as many are started and must become ready before it takes over: an
-// update is then invisible to callers. A version that does not become
+// update is then invisible to callers. atLeast asks for that many even
+// when fewer run (a readiness check). A version that does not become
 // ready is not installed, and the old one keeps serving.
-func (iv *invoker) prepare(ctx context.Context, fn api.Function, tmpl process) (*function, error) {
+func (iv *invoker) prepare(ctx context.Context, fn api.Function, tmpl process, atLeast int) (*function, error) {
 	nf := newFunction(iv, fn, tmpl)
-	n := fn.Spec.MinInstances
+	n := max(fn.Spec.MinInstances, min(atLeast, fn.Spec.MaxInstances))
 	iv.mu.Lock()
 	old := iv.fns[fn.Spec.Name]
 	iv.mu.Unlock()

@@ -34,6 +34,9 @@ type Config struct {
 	Inventory func(ctx context.Context) proto.Hello  // what hello reports; nil: nothing but the version
 	Health    func(ctx context.Context) proto.Health // what health reports; nil: uptime only
 	Version   string                                 // the agent's version, for hello when Inventory is nil
+	// Desired hears each desired set the controller sends, from the link's
+	// goroutine: it must not block (hand the set over and return).
+	Desired func(proto.Desired)
 
 	BatchSize   int           // records per usage message; 500 (at most proto.MaxBatch)
 	UploadEvery time.Duration // how often the ledger is checked while idle; 1s
@@ -108,6 +111,28 @@ type Link struct {
 
 	mu      sync.Mutex
 	lastErr string
+	status  *proto.Status // the latest ReportStatus, sent on every link
+	// statusKick wakes the session to send a new status.
+	statusKick chan struct{}
+}
+
+// ReportStatus sets the status of the functions the cloud placed, sent now
+// if the link is up and again on every new link. Only the latest counts:
+// each status is the whole picture.
+func (l *Link) ReportStatus(st proto.Status) {
+	l.mu.Lock()
+	l.status = &st
+	l.mu.Unlock()
+	select {
+	case l.statusKick <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Link) latestStatus() *proto.Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status
 }
 
 // Status is the link as the agent's /v1/info shows it.
@@ -133,7 +158,7 @@ func Start(cfg Config) (*Link, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Link{cfg: cfg, log: cfg.Logger.With("component", "cloud", "device", cfg.Identity.DeviceID),
-		started: time.Now(), cancel: cancel, done: make(chan struct{})}
+		started: time.Now(), cancel: cancel, done: make(chan struct{}), statusKick: make(chan struct{}, 1)}
 	go l.run(ctx, wsURL)
 	return l, nil
 }

@@ -105,6 +105,20 @@ func (l *Link) loop(ctx context.Context, conn *websocket.Conn, w proto.Welcome,
 	if err := sendHello(true); err != nil {
 		return err
 	}
+	// The status, whatever was sent on an earlier link: the controller may
+	// have missed it.
+	var sentStatus *proto.Status
+	sendStatus := func() error {
+		st := l.latestStatus()
+		if st == nil || st == sentStatus {
+			return nil
+		}
+		sentStatus = st
+		return l.write(conn, proto.TypeStatus, "", st)
+	}
+	if err := sendStatus(); err != nil {
+		return err
+	}
 	health := time.NewTicker(time.Duration(w.HealthIntervalMs) * time.Millisecond)
 	defer health.Stop()
 	poll := time.NewTimer(0) // look at the ledger at once
@@ -128,6 +142,10 @@ func (l *Link) loop(ctx context.Context, conn *websocket.Conn, w proto.Welcome,
 				return err
 			}
 			if err := l.write(conn, proto.TypeHealth, "", l.health(ctx)); err != nil {
+				return err
+			}
+		case <-l.statusKick:
+			if err := sendStatus(); err != nil {
 				return err
 			}
 		case <-deadline:
@@ -169,6 +187,14 @@ func (l *Link) loop(ctx context.Context, conn *websocket.Conn, w proto.Welcome,
 				l.uploaded.Add(int64(count))
 				inflight, deadline = "", nil
 				poll.Reset(0) // more may be waiting
+			case proto.TypeDesired:
+				d, err := proto.DecodeBody[proto.Desired](e)
+				if err != nil {
+					return err
+				}
+				if l.cfg.Desired != nil {
+					l.cfg.Desired(d)
+				}
 			case proto.TypeError:
 				m, _ := proto.DecodeBody[proto.Error](e)
 				return &refusedError{m.Code, m.Message}

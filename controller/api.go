@@ -153,15 +153,24 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.hub.status(d))
 }
 
-func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
+// usageQuery reads ?since=RFC3339&device=&function=.
+func usageQuery(r *http.Request) (UsageQuery, error) {
 	q := UsageQuery{Device: r.URL.Query().Get("device"), Function: r.URL.Query().Get("function")}
 	if v := r.URL.Query().Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			writeError(w, fmt.Errorf("since %q: want RFC 3339: %w", v, errdefs.ErrInvalid))
-			return
+			return q, fmt.Errorf("since %q: want RFC 3339: %w", v, errdefs.ErrInvalid)
 		}
 		q.Since = t
+	}
+	return q, nil
+}
+
+func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
+	q, err := usageQuery(r)
+	if err != nil {
+		writeError(w, err)
+		return
 	}
 	rows, err := s.store.Usage(r.Context(), q)
 	if err != nil {
@@ -172,6 +181,29 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 		rows = []UsageRow{}
 	}
 	writeJSON(w, http.StatusOK, rows)
+}
+
+// handleUsageSeries sums usage per function and time bucket:
+// ?bucket=1h (a Go duration, at least 1s) &since=RFC3339 &device= &function=.
+func (s *Server) handleUsageSeries(w http.ResponseWriter, r *http.Request) {
+	q, err := usageQuery(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	bucket := time.Hour
+	if v := r.URL.Query().Get("bucket"); v != "" {
+		if bucket, err = time.ParseDuration(v); err != nil {
+			writeError(w, fmt.Errorf("bucket %q: want a duration like 1h: %w", v, errdefs.ErrInvalid))
+			return
+		}
+	}
+	series, err := s.store.UsageSeries(r.Context(), q, bucket)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNilSlice(series))
 }
 
 // Stats are the hub's counters since the controller started.

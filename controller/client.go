@@ -118,6 +118,55 @@ func (c *Client) Revoke(ctx context.Context, id string) (DeviceStatus, error) {
 
 // Usage sums usage per device and function.
 func (c *Client) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
+	var rows []UsageRow
+	err := c.do(ctx, http.MethodGet, "/v1/usage?"+q.values().Encode(), nil, &rows)
+	return rows, err
+}
+
+// UsageSeries sums usage per function and time bucket.
+func (c *Client) UsageSeries(ctx context.Context, q UsageQuery, bucket time.Duration) ([]UsageBucket, error) {
+	v := q.values()
+	v.Set("bucket", bucket.String())
+	var rows []UsageBucket
+	err := c.do(ctx, http.MethodGet, "/v1/usage/series?"+v.Encode(), nil, &rows)
+	return rows, err
+}
+
+// Deploy creates or changes a deployment.
+func (c *Client) Deploy(ctx context.Context, req DeployRequest) (Deployment, error) {
+	var d Deployment
+	err := c.do(ctx, http.MethodPost, "/v1/deployments", req, &d)
+	return d, err
+}
+
+// Deployments lists the deployments.
+func (c *Client) Deployments(ctx context.Context) ([]Deployment, error) {
+	var ds []Deployment
+	err := c.do(ctx, http.MethodGet, "/v1/deployments", nil, &ds)
+	return ds, err
+}
+
+// Rollout returns a deployment's progress per device.
+func (c *Client) Rollout(ctx context.Context, name string) (Rollout, error) {
+	var r Rollout
+	err := c.do(ctx, http.MethodGet, "/v1/deployments/"+url.PathEscape(name), nil, &r)
+	return r, err
+}
+
+// Undeploy deletes a deployment; its devices remove the function.
+func (c *Client) Undeploy(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/deployments/"+url.PathEscape(name), nil, nil)
+}
+
+// DeviceFunctions lists what a device reported of the functions the cloud
+// placed on it.
+func (c *Client) DeviceFunctions(ctx context.Context, id string) ([]DeviceFunction, error) {
+	var fs []DeviceFunction
+	err := c.do(ctx, http.MethodGet, "/v1/devices/"+url.PathEscape(id)+"/functions", nil, &fs)
+	return fs, err
+}
+
+func (q UsageQuery) values() url.Values {
 	v := url.Values{}
 	if !q.Since.IsZero() {
 		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
@@ -128,9 +177,7 @@ func (c *Client) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
 	if q.Function != "" {
 		v.Set("function", q.Function)
 	}
-	var rows []UsageRow
-	err := c.do(ctx, http.MethodGet, "/v1/usage?"+v.Encode(), nil, &rows)
-	return rows, err
+	return v
 }
 
 // Stats returns the hub's counters.

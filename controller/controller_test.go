@@ -54,9 +54,10 @@ func startController(t *testing.T, cfg Config) *testController {
 // device is a test's own device: a key, enrolled, speaking the protocol by
 // hand (the agent's side has its own tests in package cloudsync).
 type device struct {
-	id   string
-	key  ed25519.PrivateKey
-	conn *websocket.Conn
+	id      string
+	key     ed25519.PrivateKey
+	conn    *websocket.Conn
+	desired proto.Desired // the set sent after the welcome
 }
 
 func (tc *testController) enrol(t *testing.T, labels map[string]string) *device {
@@ -102,7 +103,19 @@ func (tc *testController) connect(t *testing.T, d *device, key ed25519.PrivateKe
 		t.Fatal(err)
 	}
 	d.send(t, proto.TypeAuth, "", proto.Auth{DeviceID: d.id, Signature: ed25519.Sign(key, proto.ChallengeMessage(d.id, c.Nonce))})
-	return d.read(t)
+	e := d.read(t)
+	if e.Type == proto.TypeWelcome {
+		// The desired set follows the welcome at once.
+		ds := d.read(t)
+		if ds.Type != proto.TypeDesired {
+			t.Fatalf("after welcome: %s, want desired", ds.Type)
+		}
+		var err error
+		if d.desired, err = proto.DecodeBody[proto.Desired](ds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
 }
 
 func (d *device) read(t *testing.T) proto.Envelope {

@@ -68,6 +68,17 @@ func (h *hub) get(device string) *link {
 	return h.links[device]
 }
 
+// all returns the links up now.
+func (h *hub) all() []*link {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*link, 0, len(h.links))
+	for _, l := range h.links {
+		out = append(out, l)
+	}
+	return out
+}
+
 // status fills in what the hub knows of a device.
 func (h *hub) status(d Device) DeviceStatus {
 	h.mu.Lock()

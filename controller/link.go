@@ -18,14 +18,21 @@ import (
 )
 
 // link is one device's websocket, from the accepted challenge to its close.
-// Its read loop is the only writer of data frames; pings and closes from
-// elsewhere go through WriteControl, which gorilla allows beside it.
+// Data frames come from its read loop (acks) and from the pusher (desired
+// sets): wmu orders them, as gorilla allows one writer at a time; pings
+// and closes from elsewhere go through WriteControl, which gorilla allows
+// beside it.
 type link struct {
 	srv         *Server
 	conn        *websocket.Conn
 	device      string
+	labels      map[string]string
 	connectedAt time.Time
 	log         *slog.Logger
+
+	wmu        sync.Mutex
+	desired    *proto.Desired // the last desired set sent
+	desiredGen int64          // the deployments' generation it was read at
 }
 
 var upgrader = websocket.Upgrader{
@@ -85,7 +92,7 @@ func (s *Server) runLink(conn *websocket.Conn, remote string) {
 		s.sendError(conn, code, err.Error())
 		return
 	}
-	l := &link{srv: s, conn: conn, device: device.ID, connectedAt: time.Now().UTC(),
+	l := &link{srv: s, conn: conn, device: device.ID, labels: device.Labels, connectedAt: time.Now().UTC(),
 		log: s.log.With("device", device.ID, "remote", remote)}
 	if old := s.hub.attach(l); old != nil {
 		closeWith(old.conn, websocket.ClosePolicyViolation, proto.CodeReplaced)
@@ -140,8 +147,21 @@ func (s *Server) authenticate(ctx context.Context, conn *websocket.Conn) (Device
 // serve sends the welcome, then reads until the link fails or is closed.
 func (l *link) serve(d Device) error {
 	s := l.srv
-	if err := s.write(l.conn, proto.TypeWelcome, "", proto.Welcome{DeviceID: d.ID, Labels: d.Labels,
+	if err := l.write(proto.TypeWelcome, "", proto.Welcome{DeviceID: d.ID, Labels: d.Labels,
 		PingIntervalMs: s.cfg.PingInterval.Milliseconds(), HealthIntervalMs: s.cfg.HealthInterval.Milliseconds()}); err != nil {
+		return err
+	}
+	// The desired set right away: the agent may have been offline while
+	// deployments changed.
+	gen := s.desiredGen.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	deps, err := s.store.Deployments(ctx)
+	cancel()
+	if err != nil {
+		l.sendError(proto.CodeInternal, "reading deployments")
+		return err
+	}
+	if err := l.sendDesired(gen, deps); err != nil {
 		return err
 	}
 	// A pong or any frame proves the agent alive; missing two pings in a
@@ -153,7 +173,7 @@ func (l *link) serve(d Device) error {
 		e, err := readFrame(l.conn)
 		if err != nil {
 			if errors.Is(err, errdefs.ErrInvalid) {
-				s.sendError(l.conn, proto.CodeInvalid, err.Error())
+				l.sendError(proto.CodeInvalid, err.Error())
 			}
 			return err
 		}
@@ -163,7 +183,7 @@ func (l *link) serve(d Device) error {
 			if errors.Is(err, errdefs.ErrInvalid) {
 				code = proto.CodeInvalid
 			}
-			s.sendError(l.conn, code, err.Error())
+			l.sendError(code, err.Error())
 			return err
 		}
 		alive() // a slow store must not cost the link
@@ -211,7 +231,19 @@ func (l *link) handle(e proto.Envelope) error {
 			l.log.Info("usage records received again, kept once", "dropped", dropped)
 		}
 		// Only now, with the records durable, may the agent forget them.
-		return s.write(l.conn, proto.TypeUsageAck, e.ID, proto.UsageAck{UpTo: u.Records[len(u.Records)-1].Seq})
+		return l.write(proto.TypeUsageAck, e.ID, proto.UsageAck{UpTo: u.Records[len(u.Records)-1].Seq})
+	case proto.TypeStatus:
+		st, err := proto.DecodeBody[proto.Status](e)
+		if err != nil {
+			return err
+		}
+		for _, f := range st.Functions {
+			if f.State == proto.StateFailed || f.State == proto.StateRolledBack {
+				l.log.Warn("function failed on the device", "function", f.Name, "revision", f.Revision,
+					"state", f.State, "serving", f.Serving, "reason", f.Reason)
+			}
+		}
+		return s.store.PutStatus(ctx, l.device, st.Functions)
 	case proto.TypeError:
 		m, _ := proto.DecodeBody[proto.Error](e)
 		return fmt.Errorf("agent closes: %s: %s", m.Code, m.Message)
@@ -224,6 +256,19 @@ func readFrame(conn *websocket.Conn) (proto.Envelope, error) { return proto.Read
 
 func (s *Server) write(conn *websocket.Conn, typ, id string, body any) error {
 	return proto.WriteFrame(conn, s.cfg.WriteTimeout, typ, id, body)
+}
+
+// write sends one data frame on an attached link.
+func (l *link) write(typ, id string, body any) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return l.srv.write(l.conn, typ, id, body)
+}
+
+// sendError tells the agent why its link ends, then closes it.
+func (l *link) sendError(code, msg string) {
+	_ = l.write(proto.TypeError, "", proto.Error{Code: code, Message: msg})
+	closeWith(l.conn, websocket.ClosePolicyViolation, code)
 }
 
 // sendError tells the agent why the link ends, then closes it.

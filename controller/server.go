@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -73,8 +74,14 @@ type Server struct {
 	conns    map[*websocket.Conn]struct{} // every link's connection, from the upgrade on
 	linkWG   sync.WaitGroup               // links, which outlive the HTTP server's Shutdown (hijacked)
 
-	pingStop, pingDone chan struct{}
+	pingStop, pingDone chan struct{} // pingStop also ends the pusher
 	pingOnce           sync.Once
+
+	// Desired state (deploy.go): desiredGen counts deployment changes;
+	// pushKick wakes the pusher, which closes pushDone when it ends.
+	desiredGen atomic.Int64
+	pushKick   chan struct{}
+	pushDone   chan struct{}
 }
 
 // New opens the store and loads (or on the first start creates) the admin
@@ -99,7 +106,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.ingest = newIngester(s.store, s.log)
 	s.pingStop, s.pingDone = make(chan struct{}), make(chan struct{})
+	s.pushKick, s.pushDone = make(chan struct{}, 1), make(chan struct{})
 	go s.pinger()
+	go s.pusher()
 	return s, nil
 }
 
@@ -155,7 +164,13 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/devices", s.adminOnly(s.handleDevices))
 	mux.Handle("GET /v1/devices/{id}", s.adminOnly(s.handleDevice))
 	mux.Handle("POST /v1/devices/{id}/revoke", s.adminOnly(s.handleRevoke))
+	mux.Handle("GET /v1/devices/{id}/functions", s.adminOnly(s.handleDeviceFunctions))
 	mux.Handle("GET /v1/usage", s.adminOnly(s.handleUsage))
+	mux.Handle("GET /v1/usage/series", s.adminOnly(s.handleUsageSeries))
+	mux.Handle("POST /v1/deployments", s.adminOnly(s.handleDeploy))
+	mux.Handle("GET /v1/deployments", s.adminOnly(s.handleDeployments))
+	mux.Handle("GET /v1/deployments/{name}", s.adminOnly(s.handleRollout))
+	mux.Handle("DELETE /v1/deployments/{name}", s.adminOnly(s.handleUndeploy))
 	mux.Handle("GET /v1/stats", s.adminOnly(s.handleStats))
 	return mux
 }
@@ -239,6 +254,7 @@ func (s *Server) Close() error {
 	s.shutdown()
 	s.pingOnce.Do(func() { close(s.pingStop) })
 	<-s.pingDone
+	<-s.pushDone
 	s.ingest.close()
 	return s.store.Close()
 }

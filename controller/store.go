@@ -37,6 +37,17 @@ type Store interface {
 	// call id (the others were stored before, as sent).
 	PutUsage(ctx context.Context, batches []UsageBatch) ([]PutResult, error)
 	Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error)
+	UsageSeries(ctx context.Context, q UsageQuery, bucket time.Duration) ([]UsageBucket, error)
+
+	// Deployments (deploystore.go). PutDeployment sets the revision.
+	PutDeployment(ctx context.Context, d Deployment) (Deployment, error)
+	Deployment(ctx context.Context, name string) (Deployment, error)
+	Deployments(ctx context.Context) ([]Deployment, error)
+	DeleteDeployment(ctx context.Context, name string) error
+	// PutStatus replaces a device's function reports.
+	PutStatus(ctx context.Context, device string, st []proto.FunctionStatus) error
+	DeviceFunctions(ctx context.Context, device, function string) ([]DeviceFunction, error)
+
 	Close() error
 }
 

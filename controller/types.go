@@ -1,16 +1,18 @@
 // Package controller is the edgefaas cloud controller (the edgecloud
 // binary): it enrols devices with one-time tokens, holds their links (the
-// hub), stores their inventory, health and activation records, and serves
-// the fleet's admin API, with a Go client for the command line.
+// hub), stores their inventory, health and activation records, keeps
+// deployments and sends each device its desired functions, records what
+// the devices report of them, and serves the fleet's admin API, with a Go
+// client for the command line.
 //
 // It is not the agent's side of the link (package cloudsync) and it shares
-// only the wire protocol (cloudsync/proto) with it. Desired state, the
-// image registry and the dashboard are later steps (issue 8).
+// only the wire protocol (cloudsync/proto) with it.
 package controller
 
 import (
 	"time"
 
+	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/cloudsync/proto"
 )
 
@@ -67,4 +69,86 @@ type UsageRow struct {
 	CPUSeconds  float64   `json:"cpu_seconds"`
 	First       time.Time `json:"first"`
 	Last        time.Time `json:"last"`
+}
+
+// Deployment places one function on every device whose labels include the
+// selector's. The image is pinned to a digest when deployed: a tag pushed
+// again later does not change what runs until the next deploy.
+type Deployment struct {
+	Name       string            `json:"name"`
+	Image      string            `json:"image"`      // as given: repo:tag or repo@digest
+	Repository string            `json:"repository"` // in the controller's registry
+	Digest     string            `json:"digest"`
+	Selector   map[string]string `json:"selector"`
+	Spec       api.FunctionSpec  `json:"spec"`
+	Revision   int64             `json:"revision"`
+	CreatedAt  time.Time         `json:"created_at"`
+	UpdatedAt  time.Time         `json:"updated_at"`
+}
+
+// Selects reports whether a device with labels is one the deployment
+// places its function on: it has every label of the selector. An empty
+// selector selects every device.
+func (d Deployment) Selects(labels map[string]string) bool {
+	for k, v := range d.Selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// DeployRequest creates or changes a deployment: POST /v1/deployments.
+type DeployRequest struct {
+	Image    string            `json:"image"`
+	Selector map[string]string `json:"selector"`
+	Spec     api.FunctionSpec  `json:"spec"` // Spec.Name names the deployment
+}
+
+// DeviceFunction is what a device last reported of one function the cloud
+// placed on it.
+type DeviceFunction struct {
+	Device string `json:"device"`
+	proto.FunctionStatus
+	UpdatedAt time.Time `json:"updated_at"` // when the controller heard it
+}
+
+// Rollout is a deployment's progress: one row per device it selects.
+type Rollout struct {
+	Deployment Deployment      `json:"deployment"`
+	Devices    []RolloutDevice `json:"devices"`
+	// Counts of Devices by state (failed counts rolled_back too); Done
+	// when every device runs the deployment's revision.
+	Running  int  `json:"running"`
+	Applying int  `json:"applying"`
+	Pending  int  `json:"pending"`
+	Failed   int  `json:"failed"`
+	Done     bool `json:"done"`
+}
+
+// RolloutDevice is one selected device's progress. State is the device's
+// report when it is about the deployment's revision, else "pending" (the
+// device has not heard of it yet: offline, or not reported).
+type RolloutDevice struct {
+	Device   string    `json:"device"`
+	Hostname string    `json:"hostname,omitempty"`
+	Online   bool      `json:"online"`
+	State    string    `json:"state"`
+	Reason   string    `json:"reason,omitempty"`
+	Serving  int64     `json:"serving,omitempty"` // the revision answering calls there
+	Reported time.Time `json:"reported,omitempty"`
+}
+
+// StatePending is a rollout row's state before the device reports the
+// deployment's revision.
+const StatePending = "pending"
+
+// UsageBucket sums one function's records in one time bucket (all devices
+// selected by the query).
+type UsageBucket struct {
+	Start       time.Time `json:"start"`
+	Function    string    `json:"function"`
+	Invocations int64     `json:"invocations"`
+	Errors      int64     `json:"errors"`
+	GBSeconds   float64   `json:"gb_seconds"`
 }

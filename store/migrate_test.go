@@ -207,6 +207,24 @@ func TestMigrations(t *testing.T) {
 				}
 			},
 		},
+		{
+			version: 7,
+			seed: func(t *testing.T, db *sql.DB) {
+				exec(t, db, `INSERT INTO functions VALUES ('f', ?, '{"name":"f"}', 2, 'c', 'u')`, digest)
+			},
+			check: func(t *testing.T, db *sql.DB) {
+				if !hasTable(t, db, "cloud_functions") {
+					t.Fatal("no cloud_functions after version 7")
+				}
+				exec(t, db, `INSERT INTO cloud_functions VALUES ('f', 3, ?)`, digest)
+				for _, bad := range []string{`INSERT INTO cloud_functions VALUES ('f', 4, 'd')`,
+					`INSERT INTO cloud_functions VALUES ('', 1, 'd')`, `INSERT INTO cloud_functions VALUES ('g', 0, 'd')`} {
+					if _, err := db.ExecContext(t.Context(), bad); err == nil {
+						t.Errorf("cloud_functions accepted %s", bad)
+					}
+				}
+			},
+		},
 	}
 	if len(tests) != len(mustLoad(t, migrationFiles)) {
 		t.Fatalf("%d migration tests for %d migrations: every migration needs one", len(tests), len(mustLoad(t, migrationFiles)))

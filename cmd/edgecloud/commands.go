@@ -143,6 +143,7 @@ func usageCmd(ctx context.Context, args []string, out io.Writer) error {
 	device := fs.String("device", "", "only this device")
 	function := fs.String("function", "", "only this function")
 	since := fs.Duration("since", 24*time.Hour, "how far back (by the calls' start); 0 for everything")
+	by := fs.String("by", "", "sum per function and time bucket: hour, day or a duration such as 15m")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if pos, err := parseArgs(fs, args); err != nil {
 		return err
@@ -157,6 +158,9 @@ func usageCmd(ctx context.Context, args []string, out io.Writer) error {
 	if *since > 0 {
 		q.Since = time.Now().Add(-*since)
 	}
+	if *by != "" {
+		return usageSeries(ctx, cl, q, *by, *asJSON, out)
+	}
 	rows, err := cl.Usage(ctx, q)
 	if err != nil {
 		return err
@@ -170,6 +174,34 @@ func usageCmd(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%.6f\t%s\t\n", u.Device, u.Function, u.Invocations, u.Errors,
 			u.ColdStarts, time.Duration(u.BilledMs)*time.Millisecond, u.GBSeconds,
 			time.Duration(u.CPUSeconds*float64(time.Second)).Round(time.Millisecond))
+	}
+	return tw.Flush()
+}
+
+func usageSeries(ctx context.Context, cl *controller.Client, q controller.UsageQuery, by string, asJSON bool, out io.Writer) error {
+	var bucket time.Duration
+	switch by {
+	case "hour":
+		bucket = time.Hour
+	case "day":
+		bucket = 24 * time.Hour
+	default:
+		var err error
+		if bucket, err = time.ParseDuration(by); err != nil {
+			return fmt.Errorf("--by %q: want hour, day or a duration", by)
+		}
+	}
+	series, err := cl.UsageSeries(ctx, q, bucket)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(out, series)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "FROM\tFUNCTION\tINVOCATIONS\tERRORS\tGB-S\t")
+	for _, b := range series {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.6f\t\n", b.Start.Format(time.RFC3339), b.Function, b.Invocations, b.Errors, b.GBSeconds)
 	}
 	return tw.Flush()
 }

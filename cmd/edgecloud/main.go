@@ -30,8 +30,16 @@ const usage = `edgecloud: the edgefaas cloud controller
   edgecloud token create [--labels k=v,...]     a one-time enrolment token
   edgecloud devices [--json]                    the fleet: online, last seen, version
   edgecloud devices revoke ID                   refuse a device's key from now on
-  edgecloud usage [--device D] [--function F] [--since 24h] [--json]
+  edgecloud usage [--device D] [--function F] [--since 24h] [--by hour|day|DURATION] [--json]
+  edgecloud deploy NAME --image REPO:TAG --selector k=v,... [--wait 2m] [function flags as in edgefaas deploy:
+          --mode --memory --cpu --pids --timeout --concurrency --min --max --idle --queue
+          --recycle-after --recycle-memory --env K=V --mqtt FILTER[=REPLY]]
+  edgecloud rollout [NAME] [--json]             deployments, or one's state on each device
+  edgecloud undeploy NAME                       its devices remove the function
   edgecloud version
+
+Images are pushed to the controller's registry with standard tools, e.g.
+  skopeo copy --dest-creds admin:TOKEN oci-archive:fn.tar docker://HOST:7070/fn:1
 
 The verbs other than serve reach the controller at --controller URL or
 EDGECLOUD_URL (default http://127.0.0.1:7070) with the admin token from
@@ -75,6 +83,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return devices(ctx, rest, out)
 	case "usage":
 		return usageCmd(ctx, rest, out)
+	case "deploy":
+		return deployCmd(ctx, rest, out)
+	case "rollout", "rollouts", "deployments":
+		return rolloutCmd(ctx, rest, out)
+	case "undeploy":
+		return undeployCmd(ctx, rest, out)
 	case "version":
 		fmt.Fprintln(out, "edgecloud", api.Version)
 		return nil
