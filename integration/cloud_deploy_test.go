@@ -56,7 +56,7 @@ func (c *cloudProc) rolloutState(t *testing.T, name string, revision int64, stat
 // an undeploy removes the function from the device.
 func TestCloudDeployRollout(t *testing.T) {
 	c := startCloud(t)
-	a, device := startCloudAgent(t, c)
+	a, device := startCloudAgent(t, c, "--start-timeout", "3s")
 	c.push(t, built.testfn, "demo/hello:1")
 
 	out, err := c.cli("deploy", "hello", "--image", "demo/hello:1", "--selector", "site=test", "--memory", "64Mi",

@@ -104,6 +104,7 @@ func agentFlags(o *options, configFile *string) *flag.FlagSet {
 	fs.StringVar(&o.cfg.CgroupParent, "cgroup-parent", "edgefaas", "cgroup below which every sandbox gets its own")
 	fs.DurationVar(&o.cfg.Retention, "retention", 7*24*time.Hour, "how long raw activation records are kept before they are rolled up per function and hour")
 	fs.DurationVar(&o.cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "on stop, how long calls in flight may take to finish (keep it below the unit's TimeoutStopSec, 30s)")
+	fs.DurationVar(&o.cfg.StartTimeout, "start-timeout", 10*time.Second, "how long a new instance may take to become ready (listening, in http mode) before it counts as failed")
 	fs.IntVar(&o.cfg.Prewarm, "prewarm", 4, "prewarmed sandboxes held for recently called functions (a cold start then costs about one exec); -1 for none")
 	fs.DurationVar(&o.cfg.PrewarmWindow, "prewarm-window", 10*time.Minute, "a function called within this keeps a prewarmed sandbox")
 	fs.IntVar(&o.cfg.AsyncQueue, "async-queue", 10000, "async calls that may wait in the durable queue before POST /async-function answers 429")
