@@ -18,8 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/gorilla/websocket"
 
+	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/cloudsync"
 	"github.com/edgefaas/edgefaas/cloudsync/proto"
 )
@@ -117,6 +122,8 @@ func runFleet(b *testing.B, n int) {
 	if want := int64(min(uploaders, n) * perDevice); st.Ingested != want {
 		b.Fatalf("ingested %d records, want %d", st.Ingested, want)
 	}
+	rollout := fleet.rollout(b, client, url, n)
+
 	b.ReportMetric(float64(n), "links")
 	b.ReportMetric(perLink/1024, "KiB/link")
 	b.ReportMetric(rate, "records/s")
@@ -129,6 +136,9 @@ func runFleet(b *testing.B, n int) {
 		float64(n)/window.Seconds(), n, window, cpuShare*100)
 	fmt.Printf("fleet: usage ingest: %d records from %d devices in %s: %.0f records/s (stored durably, then acknowledged)\n",
 		st.Ingested, min(uploaders, n), ingest.Round(time.Millisecond), rate)
+	fmt.Printf("fleet: rollout: a deployment selecting all %d devices: every desired set sent and every status stored in %s\n",
+		n, rollout.Round(time.Millisecond))
+	b.ReportMetric(rollout.Seconds(), "s-rollout")
 }
 
 // buildEdgecloud builds the controller binary into a temporary directory.
@@ -173,6 +183,8 @@ type simFleet struct {
 	conns []*websocket.Conn
 	acks  []chan proto.UsageAck
 	wg    sync.WaitGroup
+	// applied counts desired sets answered with a running status.
+	applied atomic.Int64
 }
 
 func connectMany(b *testing.B, addr string, ids []cloudsync.Identity) *simFleet {
@@ -201,9 +213,27 @@ func connectMany(b *testing.B, addr string, ids []cloudsync.Identity) *simFleet 
 				if err != nil {
 					return
 				}
-				if e, err := proto.Decode(msg); err == nil && e.Type == proto.TypeUsageAck {
+				e, err := proto.Decode(msg)
+				switch {
+				case err != nil:
+				case e.Type == proto.TypeUsageAck:
 					a, _ := proto.DecodeBody[proto.UsageAck](e)
 					f.acks[i] <- a
+				case e.Type == proto.TypeDesired:
+					// The rollout phase: answer as an agent that applied
+					// the set at once (the only writer in that phase).
+					d, _ := proto.DecodeBody[proto.Desired](e)
+					if len(d.Functions) == 0 {
+						continue
+					}
+					st := proto.Status{}
+					for _, fn := range d.Functions {
+						st.Functions = append(st.Functions, proto.FunctionStatus{Name: fn.Spec.Name, Revision: fn.Revision,
+							State: proto.StateRunning, Serving: fn.Revision, Digest: fn.Digest, AtMs: time.Now().UnixMilli()})
+					}
+					if send(conn, proto.TypeStatus, "", st) == nil {
+						f.applied.Add(1)
+					}
 				}
 			}
 		}()
@@ -249,6 +279,27 @@ func (f *simFleet) upload(b *testing.B, devices, perDevice, batch int) {
 		}
 		return nil
 	})
+}
+
+// rollout pushes a small image to the controller's registry, deploys it to
+// every simulated device and returns how long until the controller holds a
+// running status from each.
+func (f *simFleet) rollout(b *testing.B, client *Client, url string, n int) time.Duration {
+	ref := strings.TrimPrefix(url, "http://") + "/bench/fn:1"
+	pushRandomImage(b, ref, client.token)
+	start := time.Now()
+	if _, err := client.Deploy(context.Background(), DeployRequest{Image: "bench/fn:1", Selector: map[string]string{"sim": "1"},
+		Spec: api.FunctionSpec{Name: "fn", Memory: 64 << 20}}); err != nil {
+		b.Fatal(err)
+	}
+	waitFor(b, 5*time.Minute, "every device running the deployment", func() bool {
+		if f.applied.Load() < int64(n) {
+			return false
+		}
+		ro, err := client.Rollout(context.Background(), "fn")
+		return err == nil && ro.Done && ro.Running == n
+	})
+	return time.Since(start)
 }
 
 func (f *simFleet) close() {
@@ -316,4 +367,20 @@ func cpuOf(b *testing.B, pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// pushRandomImage pushes a one-layer random image to ref with the admin
+// token, as skopeo would (HTTP Basic, the token as password).
+func pushRandomImage(b *testing.B, ref, token string) {
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := remote.Write(r, img, remote.WithAuth(&authn.Basic{Username: "admin", Password: token})); err != nil {
+		b.Fatal(err)
+	}
 }

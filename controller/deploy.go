@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/edgefaas/edgefaas/api"
@@ -81,6 +82,9 @@ func (s *Server) desiredChanged() {
 	}
 }
 
+// pushParallel is how many desired sets the pusher writes at once.
+const pushParallel = 64
+
 // pusher sends desired sets after deployments change, one pass over the
 // links per change (coalesced), until Close.
 func (s *Server) pusher() {
@@ -99,12 +103,22 @@ func (s *Server) pusher() {
 			s.log.Error("desired state not sent: reading deployments", "err", err)
 			continue
 		}
+		// Writes run side by side, a bounded number at once: a link
+		// whose peer stopped reading blocks its write up to WriteTimeout
+		// and must not hold up the fleet.
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, pushParallel)
 		for _, l := range s.hub.all() {
-			if err := l.sendDesired(gen, deps); err != nil {
-				l.log.Warn("desired state not sent", "err", err)
-				_ = l.conn.Close() // the agent reconnects and is sent it then
-			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if err := l.sendDesired(gen, deps); err != nil {
+					l.log.Warn("desired state not sent", "err", err)
+					_ = l.conn.Close() // the agent reconnects and is sent it then
+				}
+			})
 		}
+		wg.Wait()
 	}
 }
 
