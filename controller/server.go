@@ -63,6 +63,7 @@ type Server struct {
 	hub    *hub
 	ingest *ingester
 	admin  string // the admin token
+	reg    *registry
 
 	// NewAdminToken is set when this start wrote the admin token.
 	NewAdminToken bool
@@ -96,6 +97,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if s.store, err = OpenStore(ctx, cfg.DataDir); err != nil {
 			return nil, fmt.Errorf("controller: %w", err)
 		}
+	}
+	if s.reg, err = newRegistry(cfg.DataDir, s.store, s); err != nil {
+		s.store.Close()
+		return nil, err
 	}
 	s.ingest = newIngester(s.store, s.log)
 	s.pingStop, s.pingDone = make(chan struct{}), make(chan struct{})
@@ -145,7 +150,7 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Handler serves the link, enrolment and the admin API.
+// Handler serves the link, enrolment, the admin API and the registry.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -157,6 +162,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/devices/{id}/revoke", s.adminOnly(s.handleRevoke))
 	mux.Handle("GET /v1/usage", s.adminOnly(s.handleUsage))
 	mux.Handle("GET /v1/stats", s.adminOnly(s.handleStats))
+	mux.HandleFunc("/v2/", s.handleRegistry) // the OCI registry: registry.go
 	return mux
 }
 

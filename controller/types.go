@@ -1,11 +1,12 @@
 // Package controller is the edgefaas cloud controller (the edgecloud
 // binary): it enrols devices with one-time tokens, holds their links (the
-// hub), stores their inventory, health and activation records, and serves
-// the fleet's admin API, with a Go client for the command line.
+// hub), stores their inventory, health and activation records, serves
+// the fleet's admin API, with a Go client for the command line, and an
+// OCI registry the admin pushes to and devices pull from (registry.go).
 //
 // It is not the agent's side of the link (package cloudsync) and it shares
-// only the wire protocol (cloudsync/proto) with it. Desired state, the
-// image registry and the dashboard are later steps (issue 8).
+// only the wire protocol (cloudsync/proto) with it. Desired state and the
+// dashboard are later steps (issue 8).
 package controller
 
 import (
