@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
-	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -111,6 +111,8 @@ const (
 
 const registryRealm = `Basic realm="edgecloud"`
 
+var errNoCredentials = fmt.Errorf("no credentials: %w", errdefs.ErrPermission)
+
 // authorize says who r comes from. The admin gives its token as a bearer
 // token or as the password of HTTP Basic (docker and skopeo send Basic);
 // a device gives its id and a fresh RegistryPassword. A refusal is
@@ -124,8 +126,8 @@ func (s *Server) authorize(r *http.Request) (role, string, error) {
 	}
 	user, pass, ok := r.BasicAuth()
 	switch {
-	case !ok:
-		return roleNone, "", fmt.Errorf("no credentials: %w", errdefs.ErrPermission)
+	case !ok || (user == "" && pass == ""): // some clients send an empty Basic first
+		return roleNone, "", errNoCredentials
 	case s.isAdmin(pass):
 		return roleAdmin, "admin", nil
 	case !proto.ValidDeviceID(user):
@@ -163,7 +165,7 @@ func (s *Server) handleRegistry(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// A client's first request has none: that one is not news.
-		if r.Header.Get("Authorization") != "" {
+		if !errors.Is(err, errNoCredentials) {
 			s.log.Info("registry request refused", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 		w.Header().Set("WWW-Authenticate", registryRealm)
