@@ -204,7 +204,7 @@ func (s *Server) handleRegistry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		s.log.Info("registry write", "by", name, "method", r.Method, "repo", repo, "ref", ref)
+		s.log.Debug("registry write", "by", name, "method", r.Method, "repo", repo, "ref", ref)
 	}
 	h(w, r, repo, ref)
 }
