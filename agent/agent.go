@@ -171,6 +171,14 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	if a.db, err = store.Open(ctx, filepath.Join(cfg.StateDir, "edgefaas.db")); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	// Before the image store: pulls from the controller's registry use
+	// the device's identity and the controller's CA.
+	if cfg.CloudURL != "" {
+		if err := a.loadCloudCA(); err != nil {
+			return nil, err
+		}
+		cfg.Images.Remote = a.cloudRemote(cfg.Images.Remote)
+	}
 	if a.images, err = images.Open(filepath.Join(cfg.StateDir, "images"), cfg.Images); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
@@ -200,12 +208,10 @@ func New(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 	// Standalone, every record counts as acknowledged, so retention rolls
 	// them up; with a controller only those it acknowledged are.
 	if cfg.CloudURL != "" {
-		if err := a.loadCloudCA(); err != nil {
-			return nil, err
-		}
 		if a.cloud.id, err = a.cloudIdentity(ctx); err != nil {
 			return nil, err
 		}
+		a.cloud.setIdentity(a.cloud.id)
 	}
 	if a.ledger, err = metering.Open(a.db, metering.Config{Retention: cfg.Retention, Logger: a.log,
 		RequireAck: cfg.CloudURL != ""}); err != nil {

@@ -6,27 +6,33 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/sys/unix"
 
 	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/cloudsync"
 	"github.com/edgefaas/edgefaas/cloudsync/proto"
 	"github.com/edgefaas/edgefaas/errdefs"
+	"github.com/edgefaas/edgefaas/images"
 )
 
 // cloudPart is the agent's side of the cloud: its identity, the TLS
 // settings for the controller, and the link once started.
 type cloudPart struct {
-	id  cloudsync.Identity
-	tls *tls.Config // from CloudCA; nil: the system's roots
+	id     cloudsync.Identity
+	tls    *tls.Config                        // from CloudCA; nil: the system's roots
+	caPEM  []byte                             // CloudCA's certificates
+	pullID atomic.Pointer[cloudsync.Identity] // for the registry keychain; nil until enrolled
 
 	apply *applier // brings the device to the controller's desired set
 
@@ -56,7 +62,39 @@ func (a *Agent) loadCloudCA() error {
 		return fmt.Errorf("cloud CA %s: no PEM certificate: %w", a.cfg.CloudCA, errdefs.ErrInvalid)
 	}
 	a.cloud.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	a.cloud.caPEM = pem
 	return nil
+}
+
+// setIdentity gives image pulls the device's identity, once it has one.
+func (c *cloudPart) setIdentity(id cloudsync.Identity) {
+	if id.Key != nil {
+		c.pullID.Store(&id)
+	}
+}
+
+// cloudRemote makes image pulls from the controller's registry carry the
+// device's credential (cloudsync.Keychain, first, then the keychain
+// configured or docker's), reach an http:// controller over plain HTTP,
+// and trust the controller's CA beside the system's roots.
+func (a *Agent) cloudRemote(r images.Remote) images.Remote {
+	next := r.Keychain
+	if next == nil {
+		next = authn.DefaultKeychain
+	}
+	r.Keychain = authn.NewMultiKeychain(cloudsync.Keychain(a.cfg.CloudURL, a.cloud.pullID.Load), next)
+	if u, err := url.Parse(a.cfg.CloudURL); err == nil && u.Scheme == "http" {
+		r.PlainHTTP = u.Host
+	}
+	if a.cloud.caPEM != nil && r.Transport == nil {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pool.AppendCertsFromPEM(a.cloud.caPEM)
+		r.Transport = images.NewTransport(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}
+	return r
 }
 
 // cloudIdentity returns the device's identity, enrolling with
@@ -139,6 +177,7 @@ func (a *Agent) startCloud() {
 				return
 			}
 		}
+		a.cloud.setIdentity(id)
 		l, err := cloudsync.Start(cloudsync.Config{
 			Identity: id, URL: a.cfg.CloudURL, Ledger: a.ledger,
 			Inventory: a.inventory, Health: a.health, Version: api.Version, Desired: a.cloud.apply.desired,

@@ -7,12 +7,40 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/cloudsync/proto"
 	"github.com/edgefaas/edgefaas/errdefs"
 )
 
-func digestOf(c byte) string { return "sha256:" + strings.Repeat(string(c), 64) }
+// fakeDigest is a well-formed digest of nothing stored.
+func fakeDigest(c byte) string { return "sha256:" + strings.Repeat(string(c), 64) }
+
+// pushRandom pushes a small random image to the controller's registry as
+// repo:tag, with the admin token, and returns its manifest's digest.
+func (tc *testController) pushRandom(t *testing.T, repo, tag string) string {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(tc.host() + "/" + repo + ":" + tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "admin", Password: tc.srv.AdminToken()})); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
 
 // names lists a desired set's functions as name@revision.
 func names(d proto.Desired) string {
@@ -54,16 +82,17 @@ func TestDeploymentsReachSelectedDevices(t *testing.T) {
 		t.Fatalf("desired before any deployment: %+v", farm.desired)
 	}
 
-	d, err := tc.client.Deploy(ctx, DeployRequest{Image: "fn@" + digestOf('a'), Selector: map[string]string{"site": "farm"},
+	one, two := tc.pushRandom(t, "fn", "1"), tc.pushRandom(t, "fn", "2")
+	d, err := tc.client.Deploy(ctx, DeployRequest{Image: "fn:1", Selector: map[string]string{"site": "farm"},
 		Spec: api.FunctionSpec{Name: "temp", Memory: 64 << 20}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Revision != 1 || d.Repository != "fn" || d.Digest != digestOf('a') {
+	if d.Revision != 1 || d.Repository != "fn" || d.Digest != one {
 		t.Fatalf("deployment %+v", d)
 	}
 	got := farm.readDesired(t)
-	if names(got) != "temp@1" || got.Functions[0].Digest != digestOf('a') || got.Functions[0].Spec.Memory != 64<<20 {
+	if names(got) != "temp@1" || got.Functions[0].Digest != one || got.Functions[0].Spec.Memory != 64<<20 {
 		t.Fatalf("farm's desired set %+v", got)
 	}
 
@@ -75,18 +104,18 @@ func TestDeploymentsReachSelectedDevices(t *testing.T) {
 		t.Fatalf("rollout before any report: %+v", ro)
 	}
 	farm.send(t, proto.TypeStatus, "", proto.Status{Functions: []proto.FunctionStatus{
-		{Name: "temp", Revision: 1, State: proto.StateRunning, Serving: 1, Digest: digestOf('a'), AtMs: 1}}})
+		{Name: "temp", Revision: 1, State: proto.StateRunning, Serving: 1, Digest: one, AtMs: 1}}})
 	waitFor(t, 5*time.Second, "rollout done", func() bool {
 		ro, err = tc.client.Rollout(ctx, "temp")
 		return err == nil && ro.Done && ro.Running == 1
 	})
 
 	// A second revision that fails on the device: rolled back, with why.
-	if _, err := tc.client.Deploy(ctx, DeployRequest{Image: "fn@" + digestOf('b'), Selector: map[string]string{"site": "farm"},
+	if _, err := tc.client.Deploy(ctx, DeployRequest{Image: "fn@" + two, Selector: map[string]string{"site": "farm"},
 		Spec: api.FunctionSpec{Name: "temp"}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := farm.readDesired(t); names(got) != "temp@2" || got.Functions[0].Digest != digestOf('b') {
+	if got := farm.readDesired(t); names(got) != "temp@2" || got.Functions[0].Digest != two {
 		t.Fatalf("farm's second desired set %+v", got)
 	}
 	ro, _ = tc.client.Rollout(ctx, "temp")
@@ -143,11 +172,12 @@ func TestDeployRefusals(t *testing.T) {
 		name string
 		req  DeployRequest
 	}{
-		{"bad name", DeployRequest{Image: "fn@" + digestOf('a'), Spec: api.FunctionSpec{Name: "F_1"}}},
+		{"bad name", DeployRequest{Image: "fn@" + fakeDigest('a'), Spec: api.FunctionSpec{Name: "F_1"}}},
 		{"no image", DeployRequest{Spec: good}},
-		{"bad selector", DeployRequest{Image: "fn@" + digestOf('a'), Selector: map[string]string{"a b": "c"}, Spec: good}},
-		{"bad mode", DeployRequest{Image: "fn@" + digestOf('a'), Spec: api.FunctionSpec{Name: "f", Mode: "wasm"}}},
-		{"negative memory", DeployRequest{Image: "fn@" + digestOf('a'), Spec: api.FunctionSpec{Name: "f", Memory: -1}}},
+		{"bad selector", DeployRequest{Image: "fn@" + fakeDigest('a'), Selector: map[string]string{"a b": "c"}, Spec: good}},
+		{"bad mode", DeployRequest{Image: "fn@" + fakeDigest('a'), Spec: api.FunctionSpec{Name: "f", Mode: "wasm"}}},
+		{"negative memory", DeployRequest{Image: "fn@" + fakeDigest('a'), Spec: api.FunctionSpec{Name: "f", Memory: -1}}},
+		{"bad reference", DeployRequest{Image: "http://fn", Spec: good}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,6 +185,12 @@ func TestDeployRefusals(t *testing.T) {
 				t.Fatalf("got %v, want 400", err)
 			}
 		})
+	}
+	// An image the registry does not hold: 404, nothing stored.
+	for _, ref := range []string{"fn:1", "fn@" + fakeDigest('a'), "nothing"} {
+		if _, err := tc.client.Deploy(t.Context(), DeployRequest{Image: ref, Spec: good}); !isStatus(err, 404) {
+			t.Fatalf("deploy of missing image %s: got %v, want 404", ref, err)
+		}
 	}
 	if ds, err := tc.client.Deployments(t.Context()); err != nil || len(ds) != 0 {
 		t.Fatalf("deployments after refusals: %+v %v", ds, err)

@@ -12,7 +12,7 @@ import (
 	"github.com/edgefaas/edgefaas/errdefs"
 )
 
-// The deployment half of SQLStore (migration 0002).
+// The deployment half of SQLStore (migration 0002; the registry is 0003).
 
 // PutDeployment creates or changes the deployment d.Name: its revision is
 // the stored one plus one (1 for a new one). It returns it as stored.

@@ -64,6 +64,7 @@ type Server struct {
 	hub    *hub
 	ingest *ingester
 	admin  string // the admin token
+	reg    *registry
 
 	// NewAdminToken is set when this start wrote the admin token.
 	NewAdminToken bool
@@ -103,6 +104,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if s.store, err = OpenStore(ctx, cfg.DataDir); err != nil {
 			return nil, fmt.Errorf("controller: %w", err)
 		}
+	}
+	if s.reg, err = newRegistry(cfg.DataDir, s.store, s); err != nil {
+		s.store.Close()
+		return nil, err
 	}
 	s.ingest = newIngester(s.store, s.log)
 	s.pingStop, s.pingDone = make(chan struct{}), make(chan struct{})
@@ -154,7 +159,7 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Handler serves the link, enrolment and the admin API.
+// Handler serves the link, enrolment, the admin API and the registry.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -172,6 +177,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/deployments/{name}", s.adminOnly(s.handleRollout))
 	mux.Handle("DELETE /v1/deployments/{name}", s.adminOnly(s.handleUndeploy))
 	mux.Handle("GET /v1/stats", s.adminOnly(s.handleStats))
+	mux.HandleFunc("/v2/", s.handleRegistry) // the OCI registry: registry.go
 	return mux
 }
 

@@ -48,6 +48,17 @@ type Store interface {
 	PutStatus(ctx context.Context, device string, st []proto.FunctionStatus) error
 	DeviceFunctions(ctx context.Context, device, function string) ([]DeviceFunction, error)
 
+	// PutManifest stores m (kept if its digest is held already) and, when
+	// tag is not empty, points the tag at it, in one transaction.
+	PutManifest(ctx context.Context, m Manifest, tag string) error
+	// Manifest finds a manifest of repo by tag or digest: ErrNotFound.
+	Manifest(ctx context.Context, repo, ref string) (Manifest, error)
+	// Tags lists repo's tags in order: ErrNotFound for a repository
+	// holding no manifest.
+	Tags(ctx context.Context, repo string) ([]string, error)
+	// DeleteManifest removes a tag, or a manifest (by digest) and the
+	// tags naming it: ErrNotFound when there is no such one.
+	DeleteManifest(ctx context.Context, repo, ref string) error
 	Close() error
 }
 

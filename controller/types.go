@@ -2,8 +2,9 @@
 // binary): it enrols devices with one-time tokens, holds their links (the
 // hub), stores their inventory, health and activation records, keeps
 // deployments and sends each device its desired functions, records what
-// the devices report of them, and serves the fleet's admin API, with a Go
-// client for the command line.
+// the devices report of them, serves an OCI registry the admin pushes to
+// and devices pull from (registry.go), and serves the fleet's admin API,
+// with a Go client for the command line.
 //
 // It is not the agent's side of the link (package cloudsync) and it shares
 // only the wire protocol (cloudsync/proto) with it.

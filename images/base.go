@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 
 	"github.com/edgefaas/edgefaas/errdefs"
-	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // openBase opens the base image of a build: the path of an archive or a
@@ -25,7 +24,7 @@ func openBase(ctx context.Context, from, workDir string, remote Remote) (func(pl
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, "", err
 	}
-	ref, err := name.ParseReference(from)
+	ref, err := remote.withDefaults().parse(from)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: neither a file nor an image reference: %v", errdefs.ErrInvalid, err)
 	}

@@ -31,7 +31,7 @@ type PullOptions struct {
 // run again fetches only what it lacked; blobs the store already holds
 // (layers shared with other images) are never fetched.
 func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (api.Image, error) {
-	r, err := name.ParseReference(ref)
+	r, err := s.remote.parse(ref)
 	if err != nil {
 		return api.Image{}, fmt.Errorf("image reference %q: %w: %v", ref, errdefs.ErrInvalid, err)
 	}

@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,12 @@ type Remote struct {
 	Attempts int
 	// Backoff is the wait before the second attempt, doubled after; 500ms.
 	Backoff time.Duration
+	// PlainHTTP is a registry (host[:port]) reached over plain HTTP, as
+	// are those go-containerregistry allows without asking (localhost,
+	// loopback and RFC 1918 addresses): the agent's cloud controller when
+	// it serves http://. A string, not a list or a func, keeps Config
+	// comparable.
+	PlainHTTP string
 }
 
 func (r Remote) withDefaults() Remote {
@@ -40,14 +47,7 @@ func (r Remote) withDefaults() Remote {
 		r.Keychain = authn.DefaultKeychain
 	}
 	if r.Transport == nil {
-		r.Transport = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   15 * time.Second,
-			ResponseHeaderTimeout: 60 * time.Second,
-			IdleConnTimeout:       90 * time.Second,
-			ForceAttemptHTTP2:     true,
-		}
+		r.Transport = NewTransport(nil)
 	}
 	if r.Attempts <= 0 {
 		r.Attempts = 3
@@ -56,6 +56,31 @@ func (r Remote) withDefaults() Remote {
 		r.Backoff = 500 * time.Millisecond
 	}
 	return r
+}
+
+// NewTransport is the transport pulls use by default: dial, TLS and
+// response-header timeouts, HTTP(S)_PROXY honoured. tlsConf, when not nil,
+// is its TLS settings (a private CA's roots beside the system's).
+func NewTransport(tlsConf *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   15 * time.Second,
+		TLSClientConfig:       tlsConf,
+		ResponseHeaderTimeout: 60 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+// parse parses an image reference, marked insecure (plain HTTP) when
+// its registry is PlainHTTP.
+func (r Remote) parse(ref string) (name.Reference, error) {
+	n, err := name.ParseReference(ref)
+	if err != nil || r.PlainHTTP == "" || n.Context().RegistryStr() != r.PlainHTTP {
+		return n, err
+	}
+	return name.ParseReference(ref, name.Insecure)
 }
 
 func (r Remote) options(ctx context.Context) []remote.Option {
@@ -147,6 +172,12 @@ func (s *Store) putBlob(desc ocispec.Descriptor, r io.Reader) error {
 	if err != nil {
 		if hostFault(err) || errors.Is(err, context.Canceled) {
 			return err
+		}
+		if n == desc.Size {
+			// Every byte arrived and the client library's verifying
+			// reader refused them at the end: the registry holds other
+			// content under this digest. Fetching again gets the same.
+			return fmt.Errorf("%w: blob %s: the registry's content does not match its digest: %v", errdefs.ErrInvalid, desc.Digest, err)
 		}
 		return fmt.Errorf("%w: blob %s: transfer broke after %d bytes: %v", errdefs.ErrUnavailable, desc.Digest, n, err)
 	}

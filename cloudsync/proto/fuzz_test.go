@@ -2,7 +2,11 @@ package proto
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzDecode: no frame makes the decoder panic, anything it accepts is of
@@ -51,5 +55,40 @@ func FuzzDecode(f *testing.F) {
 		_, _ = DecodeBody[EnrollRequest](e)
 		_, _ = DecodeBody[Desired](e)
 		_, _ = DecodeBody[Status](e)
+	})
+}
+
+// FuzzVerifyRegistryPassword: no password makes the check panic, and the
+// only passwords it accepts are the exact text RegistryPassword makes for
+// the device at a time within the skew.
+func FuzzVerifyRegistryPassword(f *testing.F) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	pub := key.Public().(ed25519.PublicKey)
+	id := DeviceID(pub)
+	now := time.Unix(1_700_000_000, 0)
+	for _, seed := range []string{
+		RegistryPassword(key, id, now),
+		RegistryPassword(key, id, now.Add(-time.Minute)),
+		RegistryPassword(key, id, now.Add(time.Hour)),
+		"v1.1700000000.", "v1..", "v1", "", "v1.99999999999999999999.AAAA",
+		"v1.1700000000." + strings.Repeat("A", 86),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, password string) {
+		if VerifyRegistryPassword(pub, id, password, now) != nil {
+			return
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(password, "v1."), ".")
+		unix, err := strconv.ParseInt(ts, 10, 64)
+		if err != nil {
+			t.Fatalf("accepted %q: time does not parse: %v", password, err)
+		}
+		if want := RegistryPassword(key, id, time.Unix(unix, 0)); password != want {
+			t.Fatalf("accepted %q, which is not the credential %q", password, want)
+		}
+		if d := now.Unix() - unix; d > 300 || d < -300 {
+			t.Fatalf("accepted %q, %ds from now", password, d)
+		}
 	})
 }
