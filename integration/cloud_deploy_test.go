@@ -131,6 +131,23 @@ func TestCloudDeployRollout(t *testing.T) {
 		t.Fatalf("GREETING = %q after revision 4", got)
 	}
 
+	// A revision deployed while the gateway is down is pending there and
+	// applied when it links again; a restart redeploys nothing else.
+	a.stop()
+	if _, err := c.cli("deploy", "hello", "--image", "demo/hello:1", "--selector", "site=test", "--memory", "64Mi",
+		"--env", "GREETING=five"); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := c.client.Rollout(context.Background(), "hello")
+	if err != nil || ro.Devices[0].State != controller.StatePending || ro.Devices[0].Online || ro.Devices[0].Serving != 4 {
+		t.Fatalf("rollout while the device is down: %+v %v", ro, err)
+	}
+	a.start()
+	c.rolloutState(t, "hello", 5, proto.StateRunning)
+	if got := a.call(http.MethodGet, "/function/hello/env?k=GREETING", "").want(t, 200, "ok").body; got != "five" {
+		t.Fatalf("GREETING = %q after revision 5", got)
+	}
+
 	// A function deployed on the gateway itself is not the cloud's: an
 	// undeploy removes only the cloud's.
 	a.mustCLI("deploy", "local", "--image", built.testfn, "--memory", "64Mi")
