@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/edgefaas/edgefaas/cloudsync/proto"
@@ -24,22 +23,27 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError maps the error classes to HTTP status at this edge.
+// writeError answers err as JSON with its class's HTTP status.
 func writeError(w http.ResponseWriter, err error) {
-	code := http.StatusInternalServerError
+	writeJSON(w, httpStatus(err), errorBody{Error: err.Error()})
+}
+
+// httpStatus maps the error classes to HTTP status at this edge (the API
+// and the dashboard).
+func httpStatus(err error) int {
 	switch {
 	case errors.Is(err, errdefs.ErrNotFound):
-		code = http.StatusNotFound
+		return http.StatusNotFound
 	case errors.Is(err, errdefs.ErrInvalid):
-		code = http.StatusBadRequest
+		return http.StatusBadRequest
 	case errors.Is(err, errdefs.ErrExists), errors.Is(err, errdefs.ErrConflict):
-		code = http.StatusConflict
+		return http.StatusConflict
 	case errors.Is(err, errdefs.ErrTooLarge):
-		code = http.StatusRequestEntityTooLarge
+		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errdefs.ErrUnavailable):
-		code = http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, errorBody{Error: err.Error()})
+	return http.StatusInternalServerError
 }
 
 func decodeBody(r *http.Request, limit int64, v any) error {
@@ -77,19 +81,6 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("device enrolled", "device", d.ID, "hostname", d.Hostname, "labels", d.Labels)
 	writeJSON(w, http.StatusOK, proto.EnrollResponse{DeviceID: d.ID, Labels: d.Labels})
-}
-
-var labelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
-
-// ValidateLabels checks label keys and values: 1-63 characters of
-// letters, digits, '.', '_', '/' and '-', starting with a letter or digit.
-func ValidateLabels(labels map[string]string) error {
-	for k, v := range labels {
-		if !labelPattern.MatchString(k) || !labelPattern.MatchString(v) {
-			return fmt.Errorf("label %q=%q: keys and values are 1-63 of [A-Za-z0-9._/-]: %w", k, v, errdefs.ErrInvalid)
-		}
-	}
-	return nil
 }
 
 func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
