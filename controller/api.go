@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -36,6 +37,8 @@ func httpStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errdefs.ErrInvalid):
 		return http.StatusBadRequest
+	case errors.Is(err, errdefs.ErrPermission):
+		return http.StatusForbidden
 	case errors.Is(err, errdefs.ErrExists), errors.Is(err, errdefs.ErrConflict):
 		return http.StatusConflict
 	case errors.Is(err, errdefs.ErrTooLarge):
@@ -124,18 +127,25 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.hub.status(d))
 }
 
-// handleRevoke marks the device revoked and ends its link: its key no
-// longer opens one.
-func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if err := s.store.Revoke(r.Context(), id); err != nil {
-		writeError(w, err)
-		return
+// Revoke marks the device revoked and ends its link: its key no longer
+// opens one.
+func (s *Server) Revoke(ctx context.Context, id string) error {
+	if err := s.store.Revoke(ctx, id); err != nil {
+		return err
 	}
 	if l := s.hub.get(id); l != nil {
 		closeWith(l.conn, 4001, proto.CodeRevoked)
 	}
 	s.log.Info("device revoked", "device", id)
+	return nil
+}
+
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.Revoke(r.Context(), id); err != nil {
+		writeError(w, err)
+		return
+	}
 	d, err := s.store.Device(r.Context(), id)
 	if err != nil {
 		writeError(w, err)
