@@ -69,11 +69,11 @@ type chartTick struct{ X, Text string }
 type chartKey struct{ Function, Class string }
 
 const (
-	chartW, chartH               = 720, 220
-	padLeft, padRight            = 64, 8
-	padTop, padBottom            = 12, 24
-	chartColours                 = 8 // CSS classes s0..s7
-	barGap               float64 = 1
+	chartW, chartH            = 720, 220
+	padLeft, padRight         = 64, 8
+	padTop, padBottom         = 12, 24
+	chartColours              = 8 // CSS classes s0..s7
+	barGap            float64 = 1
 )
 
 func usageCharts(series []UsageBucket, rg usageRange, first time.Time) []chart {
