@@ -48,9 +48,8 @@ type browser struct {
 	base string
 }
 
-func startBrowser(t *testing.T, base string) *browser {
+func startBrowser(t *testing.T, path, base string) *browser {
 	t.Helper()
-	path := chromium(t)
 	// Our own profile directory: when the test ends, no process may still
 	// name it (a leftover renderer or zygote).
 	profile := t.TempDir()
@@ -149,7 +148,8 @@ func containsAll(s string, want []string) bool {
 // the fleet, a device, a deployment through the form and its rollout
 // finishing while the page refreshes itself, the usage charts, log out.
 func TestDashboardInChromium(t *testing.T) {
-	checkGoroutines(t) // first: its cleanup runs after the browser's and the controller's
+	path := chromium(t)
+	checkGoroutines(t) // before the rest: its cleanup runs after the browser's and the controller's
 	tc := startController(t, Config{})
 	farm := tc.enrolAs(t, "farm-gw", map[string]string{"site": "farm", "tier": "edge"})
 	depot := tc.enrolAs(t, "depot-gw", map[string]string{"site": "depot"})
@@ -188,7 +188,7 @@ func TestDashboardInChromium(t *testing.T) {
 		return err == nil && len(fns) == 1
 	})
 
-	b := startBrowser(t, tc.http.URL)
+	b := startBrowser(t, path, tc.http.URL)
 
 	// Login: a wrong token, then the right one.
 	b.do(chromedp.Navigate(b.base + "/"))

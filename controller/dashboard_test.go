@@ -370,3 +370,36 @@ func cmpOr(s, def string) string {
 	}
 	return s
 }
+
+// TestDashboardRevoke: revoking asks first, then ends the device's link
+// and shows it revoked.
+func TestDashboardRevoke(t *testing.T) {
+	tc := startController(t, Config{})
+	d := tc.enrolAs(t, "gw-1", nil)
+	tc.connect(t, d, d.key)
+	u := newUI(t, tc.http.URL, nil)
+	u.login(t, tc.srv.AdminToken())
+	page := "/ui/devices/" + d.id
+	if a := u.get(t, page); !strings.Contains(a.body, `href="`+page+`/revoke"`) {
+		t.Fatalf("device page without the revoke link: %s", a.body)
+	}
+	a := u.get(t, page+"/revoke")
+	if a.code != http.StatusOK || !strings.Contains(a.body, `action="`+page+`/revoke"`) {
+		t.Fatalf("confirmation page: %d %s", a.code, a.body)
+	}
+	if ds, _ := tc.client.Device(t.Context(), d.id); ds.RevokedAt != nil {
+		t.Fatal("revoked before the confirmation")
+	}
+	wantRedirect(t, u.post(t, page+"/revoke", url.Values{"csrf": {u.csrf}}), http.StatusSeeOther, page)
+	d.closed(t) // with close code 4001 "revoked"
+	a = u.get(t, page)
+	if !strings.Contains(a.body, `id="device-state">revoked<`) || strings.Contains(a.body, "revoke-link") {
+		t.Fatalf("device page after the revoke: %s", a.body)
+	}
+	if a := u.get(t, "/ui/devices/dev-nope"); a.code != http.StatusNotFound {
+		t.Fatalf("unknown device: %d", a.code)
+	}
+	if a := u.post(t, "/ui/devices/dev-nope/revoke", url.Values{"csrf": {u.csrf}}); a.code != http.StatusNotFound {
+		t.Fatalf("revoke unknown device: %d", a.code)
+	}
+}
