@@ -1,13 +1,13 @@
 package controller
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/edgefaas/edgefaas/cloudsync/proto"
@@ -24,22 +24,29 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError maps the error classes to HTTP status at this edge.
+// writeError answers err as JSON with its class's HTTP status.
 func writeError(w http.ResponseWriter, err error) {
-	code := http.StatusInternalServerError
+	writeJSON(w, httpStatus(err), errorBody{Error: err.Error()})
+}
+
+// httpStatus maps the error classes to HTTP status at this edge (the API
+// and the dashboard).
+func httpStatus(err error) int {
 	switch {
 	case errors.Is(err, errdefs.ErrNotFound):
-		code = http.StatusNotFound
+		return http.StatusNotFound
 	case errors.Is(err, errdefs.ErrInvalid):
-		code = http.StatusBadRequest
+		return http.StatusBadRequest
+	case errors.Is(err, errdefs.ErrPermission):
+		return http.StatusForbidden
 	case errors.Is(err, errdefs.ErrExists), errors.Is(err, errdefs.ErrConflict):
-		code = http.StatusConflict
+		return http.StatusConflict
 	case errors.Is(err, errdefs.ErrTooLarge):
-		code = http.StatusRequestEntityTooLarge
+		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errdefs.ErrUnavailable):
-		code = http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, errorBody{Error: err.Error()})
+	return http.StatusInternalServerError
 }
 
 func decodeBody(r *http.Request, limit int64, v any) error {
@@ -77,19 +84,6 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("device enrolled", "device", d.ID, "hostname", d.Hostname, "labels", d.Labels)
 	writeJSON(w, http.StatusOK, proto.EnrollResponse{DeviceID: d.ID, Labels: d.Labels})
-}
-
-var labelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
-
-// ValidateLabels checks label keys and values: 1-63 characters of
-// letters, digits, '.', '_', '/' and '-', starting with a letter or digit.
-func ValidateLabels(labels map[string]string) error {
-	for k, v := range labels {
-		if !labelPattern.MatchString(k) || !labelPattern.MatchString(v) {
-			return fmt.Errorf("label %q=%q: keys and values are 1-63 of [A-Za-z0-9._/-]: %w", k, v, errdefs.ErrInvalid)
-		}
-	}
-	return nil
 }
 
 func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
@@ -133,18 +127,25 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.hub.status(d))
 }
 
-// handleRevoke marks the device revoked and ends its link: its key no
-// longer opens one.
-func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if err := s.store.Revoke(r.Context(), id); err != nil {
-		writeError(w, err)
-		return
+// Revoke marks the device revoked and ends its link: its key no longer
+// opens one.
+func (s *Server) Revoke(ctx context.Context, id string) error {
+	if err := s.store.Revoke(ctx, id); err != nil {
+		return err
 	}
 	if l := s.hub.get(id); l != nil {
 		closeWith(l.conn, 4001, proto.CodeRevoked)
 	}
 	s.log.Info("device revoked", "device", id)
+	return nil
+}
+
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.Revoke(r.Context(), id); err != nil {
+		writeError(w, err)
+		return
+	}
 	d, err := s.store.Device(r.Context(), id)
 	if err != nil {
 		writeError(w, err)

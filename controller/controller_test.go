@@ -62,20 +62,26 @@ type device struct {
 
 func (tc *testController) enrol(t *testing.T, labels map[string]string) *device {
 	t.Helper()
+	return tc.enrolAs(t, "", labels)
+}
+
+// enrolAs enrols a device that names itself hostname.
+func (tc *testController) enrolAs(t *testing.T, hostname string, labels map[string]string) *device {
+	t.Helper()
 	tok, err := tc.client.CreateToken(t.Context(), labels)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub, key, _ := ed25519.GenerateKey(nil)
-	if code := tc.postEnroll(t, tok.Token, pub); code != http.StatusOK {
+	if code := tc.postEnroll(t, proto.EnrollRequest{Token: tok.Token, PublicKey: pub, Hostname: hostname}); code != http.StatusOK {
 		t.Fatalf("enrol: %d", code)
 	}
 	return &device{id: proto.DeviceID(pub), key: key}
 }
 
-func (tc *testController) postEnroll(t *testing.T, token string, pub ed25519.PublicKey) int {
+func (tc *testController) postEnroll(t *testing.T, er proto.EnrollRequest) int {
 	t.Helper()
-	req, err := json.Marshal(proto.EnrollRequest{Token: token, PublicKey: pub})
+	req, err := json.Marshal(er)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,12 +290,12 @@ func TestRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub, key, _ := ed25519.GenerateKey(nil)
-	if code := tc.postEnroll(t, tok.Token, pub); code != http.StatusOK {
+	if code := tc.postEnroll(t, proto.EnrollRequest{Token: tok.Token, PublicKey: pub}); code != http.StatusOK {
 		t.Fatalf("first enrolment: %d", code)
 	}
 	pub2, _, _ := ed25519.GenerateKey(nil)
 	for name, token := range map[string]string{"replayed": tok.Token, "unknown": "enr_nope"} {
-		if code := tc.postEnroll(t, token, pub2); code != http.StatusForbidden {
+		if code := tc.postEnroll(t, proto.EnrollRequest{Token: token, PublicKey: pub2}); code != http.StatusForbidden {
 			t.Errorf("%s token: got %d, want 403", name, code)
 		}
 	}

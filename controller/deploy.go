@@ -152,9 +152,18 @@ func (s *Server) Rollout(ctx context.Context, name string) (Rollout, error) {
 	if err != nil {
 		return Rollout{}, err
 	}
+	return s.rolloutOf(d, devs, reports), nil
+}
+
+// rolloutOf is d's rollout on devs given the devices' reports (of any
+// functions: those of others are ignored), so that a list of deployments
+// reads the store once, not once per deployment.
+func (s *Server) rolloutOf(d Deployment, devs []Device, reports []DeviceFunction) Rollout {
 	byDevice := map[string]DeviceFunction{}
 	for _, r := range reports {
-		byDevice[r.Device] = r
+		if r.Name == d.Name {
+			byDevice[r.Device] = r
+		}
 	}
 	ro := Rollout{Deployment: d, Devices: []RolloutDevice{}}
 	for _, dev := range devs {
@@ -181,7 +190,7 @@ func (s *Server) Rollout(ctx context.Context, name string) (Rollout, error) {
 		ro.Devices = append(ro.Devices, rd)
 	}
 	ro.Done = ro.Running == len(ro.Devices)
-	return ro, nil
+	return ro
 }
 
 func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {

@@ -27,12 +27,14 @@ const AdminTokenFile = "admin.token"
 
 // Config configures a Server. Zero values have the defaults given.
 type Config struct {
-	DataDir        string        // required: the database and the admin token
-	PingInterval   time.Duration // how often each link is pinged; 30s
-	HealthInterval time.Duration // how often agents report health; 60s
-	AuthTimeout    time.Duration // from the websocket upgrade to the signed answer; 10s
-	WriteTimeout   time.Duration // one frame's write; 10s
-	Logger         *slog.Logger  // slog.Default()
+	DataDir        string           // required: the database and the admin token
+	PingInterval   time.Duration    // how often each link is pinged; 30s
+	HealthInterval time.Duration    // how often agents report health; 60s
+	AuthTimeout    time.Duration    // from the websocket upgrade to the signed answer; 10s
+	WriteTimeout   time.Duration    // one frame's write; 10s
+	Logger         *slog.Logger     // slog.Default()
+	SessionTTL     time.Duration    // how long a dashboard login lasts; 12h
+	Clock          func() time.Time // the dashboard sessions' clock; time.Now
 	// Store replaces the SQLite store in DataDir (a test's, or another
 	// database); the Server closes it.
 	Store Store
@@ -54,6 +56,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 12 * time.Hour
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
 }
 
 // Server is the controller: store, hub, ingester and the HTTP API.
@@ -63,8 +71,9 @@ type Server struct {
 	store  Store
 	hub    *hub
 	ingest *ingester
-	admin  string // the admin token
-	reg    *registry
+	admin  string     // the admin token
+	reg    *registry  // the OCI registry under /v2/
+	ui     *dashboard // the web pages under /ui/ and their sessions
 
 	// NewAdminToken is set when this start wrote the admin token.
 	NewAdminToken bool
@@ -110,6 +119,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.ingest = newIngester(s.store, s.log)
+	s.ui = newDashboard(s)
 	s.pingStop, s.pingDone = make(chan struct{}), make(chan struct{})
 	s.pushKick, s.pushDone = make(chan struct{}, 1), make(chan struct{})
 	go s.pinger()
@@ -159,7 +169,8 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Handler serves the link, enrolment, the admin API and the registry.
+// Handler serves the link, enrolment, the admin API, the registry and the
+// dashboard.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -178,6 +189,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("DELETE /v1/deployments/{name}", s.adminOnly(s.handleUndeploy))
 	mux.Handle("GET /v1/stats", s.adminOnly(s.handleStats))
 	mux.HandleFunc("/v2/", s.handleRegistry) // the OCI registry: registry.go
+	s.ui.routes(mux)
 	return mux
 }
 

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,22 +23,6 @@ func tlsListener(ln net.Listener, certFile, keyFile string) (net.Listener, error
 	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }
 
-// parseLabels reads "k=v,k2=v2".
-func parseLabels(s string) (map[string]string, error) {
-	labels := map[string]string{}
-	if s == "" {
-		return labels, nil
-	}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("label %q: want k=v", kv)
-		}
-		labels[k] = v
-	}
-	return labels, controller.ValidateLabels(labels)
-}
-
 func tokenCreate(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("edgecloud token create", flag.ContinueOnError)
 	cf := addClientFlags(fs)
@@ -51,7 +33,7 @@ func tokenCreate(ctx context.Context, args []string, out io.Writer) error {
 	} else if len(pos) > 0 {
 		return fmt.Errorf("token create: unexpected argument %q", pos[0])
 	}
-	labels, err := parseLabels(*labelsFlag)
+	labels, err := controller.ParseLabels(*labelsFlag)
 	if err != nil {
 		return err
 	}
@@ -111,7 +93,7 @@ func devices(ctx context.Context, args []string, out io.Writer) error {
 		if inv := d.Inventory; inv != nil {
 			version, arch, cg, fns = inv.Version, inv.Arch, inv.CgroupMode, fmt.Sprint(len(inv.Functions))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, state, seen, version, arch, cg, fns, formatLabels(d.Labels))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, state, seen, version, arch, cg, fns, controller.FormatLabels(d.Labels))
 	}
 	return tw.Flush()
 }
@@ -204,18 +186,6 @@ func usageSeries(ctx context.Context, cl *controller.Client, q controller.UsageQ
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.6f\t\n", b.Start.Format(time.RFC3339), b.Function, b.Invocations, b.Errors, b.GBSeconds)
 	}
 	return tw.Flush()
-}
-
-func formatLabels(m map[string]string) string {
-	if len(m) == 0 {
-		return "-"
-	}
-	var kv []string
-	for k, v := range m {
-		kv = append(kv, k+"="+v)
-	}
-	sort.Strings(kv)
-	return strings.Join(kv, ",")
 }
 
 func printJSON(out io.Writer, v any) error {

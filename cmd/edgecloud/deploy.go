@@ -31,7 +31,7 @@ func deployCmd(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sel, err := parseLabels(*selector)
+	sel, err := controller.ParseLabels(*selector)
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func deployCmd(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "deployed %s revision %d (%s@%s) to %s\n", d.Name, d.Revision, d.Repository, d.Digest, formatLabels(d.Selector))
+	fmt.Fprintf(out, "deployed %s revision %d (%s@%s) to %s\n", d.Name, d.Revision, d.Repository, d.Digest, controller.FormatLabels(d.Selector))
 	if *wait <= 0 {
 		return nil
 	}
@@ -89,8 +89,8 @@ func rolloutCmd(ctx context.Context, args []string, out io.Writer) error {
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "DEPLOYMENT\tREVISION\tIMAGE\tDIGEST\tSELECTOR\tUPDATED")
 		for _, d := range ds {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", d.Name, d.Revision, d.Image, shortDigest(d.Digest),
-				formatLabels(d.Selector), d.UpdatedAt.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", d.Name, d.Revision, d.Image, controller.ShortDigest(d.Digest),
+				controller.FormatLabels(d.Selector), d.UpdatedAt.Format(time.RFC3339))
 		}
 		return tw.Flush()
 	}
@@ -110,7 +110,7 @@ func rolloutCmd(ctx context.Context, args []string, out io.Writer) error {
 func printRollout(out io.Writer, ro controller.Rollout) error {
 	d := ro.Deployment
 	fmt.Fprintf(out, "%s revision %d, %s@%s, selector %s: %d running, %d applying, %d pending, %d failed of %d\n",
-		d.Name, d.Revision, d.Repository, shortDigest(d.Digest), formatLabels(d.Selector),
+		d.Name, d.Revision, d.Repository, controller.ShortDigest(d.Digest), controller.FormatLabels(d.Selector),
 		ro.Running, ro.Applying, ro.Pending, ro.Failed, len(ro.Devices))
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tHOST\tONLINE\tSTATE\tSERVING\tREASON")
@@ -144,13 +144,6 @@ func undeployCmd(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "undeployed %s: its devices remove the function\n", pos[0])
 	return nil
-}
-
-func shortDigest(d string) string {
-	if len(d) > 19 {
-		return d[:19]
-	}
-	return d
 }
 
 func cmpOr(s, def string) string {

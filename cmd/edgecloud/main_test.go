@@ -13,37 +13,6 @@ import (
 	"github.com/edgefaas/edgefaas/controller"
 )
 
-func TestParseLabels(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want map[string]string
-		ok   bool
-	}{
-		{"empty", "", map[string]string{}, true},
-		{"two", "site=depot, tier=edge", map[string]string{"site": "depot", "tier": "edge"}, true},
-		{"no value", "site", nil, false},
-		{"no key", "=x", nil, false},
-		{"bad character", "site=a b", nil, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseLabels(tt.in)
-			if (err == nil) != tt.ok {
-				t.Fatalf("parseLabels(%q): error %v, want ok=%v", tt.in, err, tt.ok)
-			}
-			if tt.ok && len(got) != len(tt.want) {
-				t.Fatalf("parseLabels(%q) = %v, want %v", tt.in, got, tt.want)
-			}
-			for k, v := range tt.want {
-				if got[k] != v {
-					t.Fatalf("parseLabels(%q) = %v, want %v", tt.in, got, tt.want)
-				}
-			}
-		})
-	}
-}
-
 // TestCommands runs the client verbs against a real controller.
 func TestCommands(t *testing.T) {
 	dir := t.TempDir()
