@@ -22,12 +22,8 @@ import (
 // as a user would, with the admin token.
 func (c *cloudProc) push(t *testing.T, archive, ref string) {
 	t.Helper()
-	token, err := os.ReadFile(filepath.Join(c.dir, controller.AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
 	out, err := exec.Command("skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-		"--dest-creds", "admin:"+strings.TrimSpace(string(token)),
+		"--dest-creds", "admin:"+c.adminToken(),
 		"oci-archive:"+archive, "docker://"+c.addr+"/"+ref).CombinedOutput()
 	if err != nil {
 		t.Fatalf("skopeo copy %s to %s: %v\n%s", archive, ref, err, out)
@@ -168,12 +164,8 @@ func TestCloudDeployRollout(t *testing.T) {
 // admin token and returns its digest and its config blob's digest.
 func resolveVia(c *cloudProc, ref string) (manifestDigest, configDigest string, err error) {
 	repo, tag, _ := strings.Cut(ref, ":")
-	token, err := os.ReadFile(filepath.Join(c.dir, controller.AdminTokenFile))
-	if err != nil {
-		return "", "", err
-	}
 	req, _ := http.NewRequest(http.MethodGet, c.url+"/v2/"+repo+"/manifests/"+tag, nil)
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Authorization", "Bearer "+c.adminToken())
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -217,4 +209,14 @@ func corruptConfig(t *testing.T, c *cloudProc, digest string) {
 	if err := os.WriteFile(found, bytes.Repeat([]byte("x"), int(st.Size())), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// adminToken is the controller's admin token, from its data directory.
+func (c *cloudProc) adminToken() string {
+	c.t.Helper()
+	token, err := os.ReadFile(filepath.Join(c.dir, controller.AdminTokenFile))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return strings.TrimSpace(string(token))
 }
