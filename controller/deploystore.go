@@ -113,6 +113,8 @@ func (s *SQLStore) DeleteDeployment(ctx context.Context, name string) error {
 // sends its whole picture each time. Functions reported "removed" are
 // dropped.
 func (s *SQLStore) PutStatus(ctx context.Context, device string, st []proto.FunctionStatus) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	now := s.now().UnixNano()
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM device_functions WHERE device_id = $1`, device); err != nil {
