@@ -79,6 +79,10 @@ func (a *Agent) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		}
 		spec.Name = name
 	}
+	if err := a.notCloudPlaced(r.Context(), spec.Name); err != nil {
+		writeError(w, err)
+		return
+	}
 	fn, err := a.deploy(r.Context(), spec)
 	if err != nil {
 		writeError(w, err)
@@ -92,6 +96,10 @@ func (a *Agent) handleDeploy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleRemove(w http.ResponseWriter, r *http.Request) {
+	if err := a.notCloudPlaced(r.Context(), r.PathValue("name")); err != nil {
+		writeError(w, err)
+		return
+	}
 	if err := a.remove(r.Context(), r.PathValue("name")); err != nil {
 		writeError(w, err)
 		return

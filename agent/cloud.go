@@ -149,7 +149,7 @@ func (a *Agent) startCloud() {
 	a.cloud.mu.Lock()
 	a.cloud.stop, a.cloud.done = cancel, done
 	a.cloud.mu.Unlock()
-	a.cloud.apply = newApplier(a)
+	a.cloud.apply = newApplier(ctx, a)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {

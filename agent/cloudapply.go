@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edgefaas/edgefaas/cloudsync"
 	"github.com/edgefaas/edgefaas/cloudsync/proto"
@@ -42,9 +44,20 @@ type applier struct {
 	retries int // consecutive applies with a transient failure
 }
 
-func newApplier(a *Agent) *applier {
-	return &applier{a: a, kick: make(chan struct{}, 1), status: map[string]proto.FunctionStatus{},
+// newApplier starts from what the cloud placed before a restart, as
+// running: the first status (sent before any desired set is applied)
+// must not tell the controller those functions are gone.
+func newApplier(ctx context.Context, a *Agent) *applier {
+	p := &applier{a: a, kick: make(chan struct{}, 1), status: map[string]proto.FunctionStatus{},
 		failed: map[string]int64{}}
+	placed, err := a.db.CloudFunctions(ctx)
+	if err != nil {
+		a.log.Error("desired state: reading the functions the cloud placed", "err", err)
+	}
+	for _, f := range placed {
+		p.set(f.Name, f.Revision, proto.StateRunning, "", f.Revision, f.Digest)
+	}
+	return p
 }
 
 // desired takes a set from the link (without blocking it).
@@ -116,7 +129,11 @@ func (p *applier) apply(ctx context.Context, d proto.Desired) (transient bool) {
 			return true
 		}
 		cur, ok := placed[f.Spec.Name]
-		if ok && cur.Revision == f.Revision {
+		// Revisions are never reused by the controller, so the same
+		// revision and digest is the same deployment; the function must
+		// still be there too (local deploys and removals of the cloud's
+		// functions are refused, but a database may be restored).
+		if ok && cur.Revision == f.Revision && cur.Digest == f.Digest && p.serves(ctx, f.Spec.Name, host, f) {
 			p.set(f.Spec.Name, f.Revision, proto.StateRunning, "", f.Revision, cur.Digest)
 			continue
 		}
@@ -146,9 +163,33 @@ func (p *applier) apply(ctx context.Context, d proto.Desired) (transient bool) {
 		}
 		p.set(name, 0, proto.StateRemoved, "", 0, "")
 	}
+	p.mu.Lock()
+	for name := range p.status {
+		if _, isPlaced := placed[name]; !wanted[name] && !isPlaced {
+			delete(p.status, name) // a failed one undeployed: nothing to say
+		}
+	}
+	for name := range p.failed {
+		if !wanted[name] {
+			delete(p.failed, name)
+		}
+	}
+	p.mu.Unlock()
 	p.publish()
 	p.forgetRemoved()
 	return transient
+}
+
+// serves reports whether the function runs the image the cloud placed.
+func (p *applier) serves(ctx context.Context, name, host string, f proto.DesiredFunction) bool {
+	fn, err := p.a.db.Function(ctx, name)
+	return err == nil && fn.Spec.Image == imageRef(host, f)
+}
+
+// imageRef is where the agent pulls a desired function's image from: the
+// controller's registry, by digest.
+func imageRef(host string, f proto.DesiredFunction) string {
+	return host + "/" + f.Repository + "@" + f.Digest
 }
 
 // applyOne deploys one function's new revision; cur is what the cloud
@@ -159,16 +200,26 @@ func (p *applier) applyOne(ctx context.Context, host string, f proto.DesiredFunc
 	p.set(name, f.Revision, proto.StateApplying, "", cur.Revision, cur.Digest)
 	p.publish()
 	spec := f.Spec
-	spec.Image = host + "/" + f.Repository + "@" + f.Digest
-	fn, err := p.a.deployChecked(ctx, spec, 1)
-	if err == nil {
-		if err = p.a.db.PutCloudFunction(ctx, store.CloudFunction{Name: name, Revision: f.Revision, Digest: fn.ImageDigest}); err == nil {
-			log.Info("desired state: applied")
-			p.set(name, f.Revision, proto.StateRunning, "", f.Revision, fn.ImageDigest)
-			return false
+	spec.Image = imageRef(host, f)
+	_, err := p.a.deployChecked(ctx, spec, 1)
+	switch {
+	case err == nil:
+		p.mu.Lock()
+		delete(p.failed, name)
+		p.mu.Unlock()
+		log.Info("desired state: applied")
+		p.set(name, f.Revision, proto.StateRunning, "", f.Revision, f.Digest)
+		if err := p.a.db.PutCloudFunction(ctx, store.CloudFunction{Name: name, Revision: f.Revision, Digest: f.Digest}); err != nil {
+			// It serves; only the record is missing: the next apply
+			// finds the revision unrecorded and deploys it again.
+			log.Error("desired state: recording the applied revision", "err", err)
+			return true
 		}
-	}
-	if errors.Is(err, errdefs.ErrUnavailable) || ctx.Err() != nil {
+		return false
+	case errors.Is(err, errdefs.ErrUnavailable), errors.Is(err, errdefs.ErrPermission), ctx.Err() != nil:
+		// The controller unreachable, or refusing the device's
+		// credential (a clock far off, as on a gateway without a
+		// real-time clock before NTP): try again later.
 		log.Warn("desired state: not applied yet", "err", err)
 		p.set(name, f.Revision, proto.StateApplying, "waiting to retry: "+err.Error(), cur.Revision, cur.Digest)
 		return true
@@ -178,8 +229,8 @@ func (p *applier) applyOne(ctx context.Context, host string, f proto.DesiredFunc
 	p.mu.Unlock()
 	// deploy installs nothing that failed: whatever served before still does.
 	state, serving, digest := proto.StateFailed, int64(0), ""
-	if old, lerr := p.a.db.Function(ctx, name); lerr == nil {
-		state, serving, digest = proto.StateRolledBack, cur.Revision, old.ImageDigest
+	if _, lerr := p.a.db.Function(ctx, name); lerr == nil {
+		state, serving, digest = proto.StateRolledBack, cur.Revision, cur.Digest
 	}
 	log.Error("desired state: new revision failed; kept what served before", "state", state, "err", err)
 	p.set(name, f.Revision, state, err.Error(), serving, digest)
@@ -188,9 +239,7 @@ func (p *applier) applyOne(ctx context.Context, host string, f proto.DesiredFunc
 
 // set records one function's state.
 func (p *applier) set(name string, rev int64, state, reason string, serving int64, digest string) {
-	if len(reason) > proto.MaxReason {
-		reason = reason[:proto.MaxReason]
-	}
+	reason = cutReason(reason)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old, ok := p.status[name]
@@ -199,6 +248,22 @@ func (p *applier) set(name string, rev int64, state, reason string, serving int6
 	}
 	p.status[name] = proto.FunctionStatus{Name: name, Revision: rev, State: state, Reason: reason, Serving: serving,
 		Digest: digest, AtMs: time.Now().UnixMilli()}
+}
+
+// cutReason makes a reason valid UTF-8 of at most proto.MaxReason bytes,
+// cut at a character's start: the controller refuses (and drops the link
+// of) a status whose reason is longer, and JSON would turn a cut character
+// into three bytes.
+func cutReason(r string) string {
+	r = strings.ToValidUTF8(r, "?")
+	if len(r) <= proto.MaxReason {
+		return r
+	}
+	cut := proto.MaxReason - len("…")
+	for cut > 0 && !utf8.RuneStart(r[cut]) {
+		cut--
+	}
+	return r[:cut] + "…"
 }
 
 // publish hands the whole status to the link.
@@ -235,4 +300,20 @@ func registryHost(cloudURL string) (string, error) {
 		return "", fmt.Errorf("cloud URL %q: no host: %w", cloudURL, errdefs.ErrInvalid)
 	}
 	return u.Host, nil
+}
+
+// notCloudPlaced refuses a local deploy or removal of a function the cloud
+// placed: the controller's deployment is its source of truth, and a local
+// change would be undone, or reported as the cloud's, at the next desired
+// set. Change it with edgecloud deploy or undeploy.
+func (a *Agent) notCloudPlaced(ctx context.Context, name string) error {
+	placed, err := a.db.CloudFunctions(ctx)
+	if err != nil {
+		return err
+	}
+	if f, ok := placed[name]; ok {
+		return fmt.Errorf("function %q is placed by the cloud controller (deployment revision %d): change it there "+
+			"(edgecloud deploy or undeploy): %w", name, f.Revision, errdefs.ErrConflict)
+	}
+	return nil
 }

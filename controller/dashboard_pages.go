@@ -277,7 +277,7 @@ func (ui *dashboard) rollout(w http.ResponseWriter, r *http.Request, sess sessio
 		return
 	}
 	ui.render(w, http.StatusOK, "rollout.html", view{Title: "Rollout of " + ro.Deployment.Name, Nav: "deployments",
-		CSRF: sess.csrf, Refresh: !ro.Done, Data: ro})
+		CSRF: sess.csrf, Refresh: !ro.Settled, Data: ro})
 }
 
 func (ui *dashboard) usage(w http.ResponseWriter, r *http.Request, sess session) {

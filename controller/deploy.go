@@ -2,7 +2,10 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"net/http"
 	"reflect"
 	"sync"
@@ -16,6 +19,10 @@ import (
 // Deployments: the admin API that keeps them, the desired set each device
 // is sent, and the rollout each deployment's devices report.
 
+// MaxDeploymentBytes bounds one deployment's entry in a desired set, so
+// that proto.MaxDesired of them fit a frame.
+const MaxDeploymentBytes = (proto.MaxFrame - 4096) / proto.MaxDesired
+
 // Deploy creates or changes a deployment, pinning its image to the digest
 // the registry holds for it now, and sends the new desired sets.
 func (s *Server) Deploy(ctx context.Context, req DeployRequest) (Deployment, error) {
@@ -28,11 +35,30 @@ func (s *Server) Deploy(ctx context.Context, req DeployRequest) (Deployment, err
 	case spec.Memory < 0 || spec.CPU < 0 || spec.Pids < 0 || spec.Timeout < 0 || spec.Concurrency < 0 ||
 		spec.MinInstances < 0 || spec.MaxInstances < 0 || spec.Queue < 0 || spec.Idle < 0:
 		return Deployment{}, fmt.Errorf("deployment %q: negative limit: %w", spec.Name, errdefs.ErrInvalid)
+	case spec.MaxInstances > 0 && spec.MinInstances > spec.MaxInstances:
+		return Deployment{}, fmt.Errorf("deployment %q: min instances %d over max %d: %w", spec.Name, spec.MinInstances, spec.MaxInstances, errdefs.ErrInvalid)
 	case req.Image == "":
 		return Deployment{}, fmt.Errorf("deployment %q: no image: %w", spec.Name, errdefs.ErrInvalid)
 	}
+	for _, b := range spec.MQTT {
+		if b.Filter == "" || b.QoS > 2 {
+			return Deployment{}, fmt.Errorf("deployment %q: MQTT binding %+v: %w", spec.Name, b, errdefs.ErrInvalid)
+		}
+	}
+	// Every device's whole desired set goes in one frame: bounded by the
+	// number of deployments and the size of each, it always fits.
+	if b, _ := json.Marshal(proto.DesiredFunction{Spec: spec, Repository: strings.Repeat("r", 255), Digest: strings.Repeat("d", 71)}); len(b) > MaxDeploymentBytes {
+		return Deployment{}, fmt.Errorf("deployment %q: spec of %d bytes encoded, limit %d (environment too large?): %w",
+			spec.Name, len(b), MaxDeploymentBytes, errdefs.ErrTooLarge)
+	}
 	if err := ValidateLabels(req.Selector); err != nil {
 		return Deployment{}, err
+	}
+	if deps, err := s.store.Deployments(ctx); err != nil {
+		return Deployment{}, err
+	} else if len(deps) >= proto.MaxDesired && !slices.ContainsFunc(deps, func(d Deployment) bool { return d.Name == spec.Name }) {
+		return Deployment{}, fmt.Errorf("deployment %q: %d deployments already, the most a device takes: %w",
+			spec.Name, len(deps), errdefs.ErrConflict)
 	}
 	repo, digest, err := s.ResolveImage(ctx, req.Image)
 	if err != nil {
@@ -128,7 +154,7 @@ func (l *link) sendDesired(gen int64, deps []Deployment) error {
 	d := desiredFor(l.labels, deps)
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	if gen < l.desiredGen || (l.desired != nil && reflect.DeepEqual(*l.desired, d)) {
+	if !l.welcomed || gen < l.desiredGen || (l.desired != nil && reflect.DeepEqual(*l.desired, d)) {
 		return nil
 	}
 	if err := l.srv.write(l.conn, proto.TypeDesired, "", d); err != nil {
@@ -190,6 +216,7 @@ func (s *Server) rolloutOf(d Deployment, devs []Device, reports []DeviceFunction
 		ro.Devices = append(ro.Devices, rd)
 	}
 	ro.Done = ro.Running == len(ro.Devices)
+	ro.Settled = ro.Pending+ro.Applying == 0
 	return ro
 }
 

@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +153,23 @@ func TestDeploymentsReachSelectedDevices(t *testing.T) {
 	if _, err := tc.client.Rollout(ctx, "temp"); !isStatus(err, 404) {
 		t.Fatalf("rollout of a deleted deployment: %v", err)
 	}
+	// Made again under the same name: a revision never used before, so
+	// no device takes it for the one it applied.
+	again, err := tc.client.Deploy(ctx, DeployRequest{Image: "fn:1", Selector: map[string]string{"site": "farm"},
+		Spec: api.FunctionSpec{Name: "temp"}})
+	if err != nil || again.Revision != 3 {
+		t.Fatalf("deployment made again: revision %d, %v; want 3", again.Revision, err)
+	}
+	if got := farm.readDesired(t); names(got) != "temp@3" {
+		t.Fatalf("desired after the new deployment %+v", got)
+	}
+	// The digest a deployment pins cannot be deleted from the registry.
+	if r := tc.do(t, http.MethodDelete, "/v2/fn/manifests/"+one, "", nil); r.code != http.StatusConflict {
+		t.Fatalf("deleting a pinned manifest: %d %s", r.code, r.body)
+	}
+	if r := tc.do(t, http.MethodDelete, "/v2/fn/manifests/"+two, "", nil); r.code != http.StatusAccepted {
+		t.Fatalf("deleting a manifest no deployment pins: %d %s", r.code, r.body)
+	}
 	// The factory heard nothing but its first, empty set.
 	_ = factory.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if _, b, err := factory.conn.ReadMessage(); err == nil {
@@ -178,6 +196,8 @@ func TestDeployRefusals(t *testing.T) {
 		{"bad mode", DeployRequest{Image: "fn@" + fakeDigest('a'), Spec: api.FunctionSpec{Name: "f", Mode: "wasm"}}},
 		{"negative memory", DeployRequest{Image: "fn@" + fakeDigest('a'), Spec: api.FunctionSpec{Name: "f", Memory: -1}}},
 		{"bad reference", DeployRequest{Image: "http://fn", Spec: good}},
+		{"min over max", DeployRequest{Image: "fn@" + fakeDigest('a'), Spec: api.FunctionSpec{Name: "f", MinInstances: 3, MaxInstances: 2}}},
+		{"empty MQTT filter", DeployRequest{Image: "fn@" + fakeDigest('a'), Spec: api.FunctionSpec{Name: "f", MQTT: []api.MQTTBinding{{}}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,6 +205,11 @@ func TestDeployRefusals(t *testing.T) {
 				t.Fatalf("got %v, want 400", err)
 			}
 		})
+	}
+	// A spec too large for its share of a desired set's frame: 413.
+	big := api.FunctionSpec{Name: "f", Env: map[string]string{"BLOB": strings.Repeat("x", MaxDeploymentBytes)}}
+	if _, err := tc.client.Deploy(t.Context(), DeployRequest{Image: "fn@" + fakeDigest('a'), Spec: big}); !isStatus(err, 413) {
+		t.Fatalf("an oversized spec: got %v, want 413", err)
 	}
 	// An image the registry does not hold: 404, nothing stored.
 	for _, ref := range []string{"fn:1", "fn@" + fakeDigest('a'), "nothing"} {

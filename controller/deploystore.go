@@ -14,8 +14,8 @@ import (
 
 // The deployment half of SQLStore (migration 0002; the registry is 0003).
 
-// PutDeployment creates or changes the deployment d.Name: its revision is
-// the stored one plus one (1 for a new one). It returns it as stored.
+// PutDeployment creates or changes the deployment d.Name with the next
+// revision of the store's one counter. It returns it as stored.
 func (s *SQLStore) PutDeployment(ctx context.Context, d Deployment) (Deployment, error) {
 	sel, err := json.Marshal(nonNil(d.Selector))
 	if err != nil {
@@ -27,11 +27,18 @@ func (s *SQLStore) PutDeployment(ctx context.Context, d Deployment) (Deployment,
 	}
 	now := s.now().UTC()
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		var rev, created int64
-		err := tx.QueryRowContext(ctx, `SELECT revision, created_ns FROM deployments WHERE name = $1`, d.Name).Scan(&rev, &created)
+		// A revision from the one counter: never used twice, so that an
+		// agent comparing revisions cannot take a new deployment of an
+		// old name for the one it applied.
+		if err := tx.QueryRowContext(ctx, `UPDATE deployment_revisions SET last = last + 1 WHERE id = 1
+			RETURNING last`).Scan(&d.Revision); err != nil {
+			return err
+		}
+		var created int64
+		err := tx.QueryRowContext(ctx, `SELECT created_ns FROM deployments WHERE name = $1`, d.Name).Scan(&created)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			d.Revision, d.CreatedAt = 1, now
+			d.CreatedAt = now
 			_, err = tx.ExecContext(ctx, `INSERT INTO deployments (name, image, repository, digest, selector, spec,
 				revision, created_ns, updated_ns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 				d.Name, d.Image, d.Repository, d.Digest, string(sel), string(spec), d.Revision, now.UnixNano(), now.UnixNano())
@@ -39,7 +46,7 @@ func (s *SQLStore) PutDeployment(ctx context.Context, d Deployment) (Deployment,
 		case err != nil:
 			return err
 		}
-		d.Revision, d.CreatedAt = rev+1, time.Unix(0, created).UTC()
+		d.CreatedAt = time.Unix(0, created).UTC()
 		_, err = tx.ExecContext(ctx, `UPDATE deployments SET image = $1, repository = $2, digest = $3, selector = $4,
 			spec = $5, revision = $6, updated_ns = $7 WHERE name = $8`,
 			d.Image, d.Repository, d.Digest, string(sel), string(spec), d.Revision, now.UnixNano(), d.Name)

@@ -31,6 +31,7 @@ type link struct {
 	log         *slog.Logger
 
 	wmu        sync.Mutex
+	welcomed   bool           // the welcome is sent: the pusher may write
 	desired    *proto.Desired // the last desired set sent
 	desiredGen int64          // the deployments' generation it was read at
 }
@@ -147,8 +148,15 @@ func (s *Server) authenticate(ctx context.Context, conn *websocket.Conn) (Device
 // serve sends the welcome, then reads until the link fails or is closed.
 func (l *link) serve(d Device) error {
 	s := l.srv
-	if err := l.write(proto.TypeWelcome, "", proto.Welcome{DeviceID: d.ID, Labels: d.Labels,
-		PingIntervalMs: s.cfg.PingInterval.Milliseconds(), HealthIntervalMs: s.cfg.HealthInterval.Milliseconds()}); err != nil {
+	// The link is in the hub already (so a revoke finds it): the pusher
+	// must not write a desired set before the welcome, which the agent's
+	// handshake expects first.
+	l.wmu.Lock()
+	err := s.write(l.conn, proto.TypeWelcome, "", proto.Welcome{DeviceID: d.ID, Labels: d.Labels,
+		PingIntervalMs: s.cfg.PingInterval.Milliseconds(), HealthIntervalMs: s.cfg.HealthInterval.Milliseconds()})
+	l.welcomed = err == nil
+	l.wmu.Unlock()
+	if err != nil {
 		return err
 	}
 	// The desired set right away: the agent may have been offline while

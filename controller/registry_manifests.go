@@ -109,6 +109,22 @@ func (g *registry) handleManifest(w http.ResponseWriter, r *http.Request, repo, 
 		w.Header().Set("Docker-Content-Digest", m.Digest)
 		w.WriteHeader(http.StatusCreated)
 	case http.MethodDelete:
+		// A manifest a deployment pins stays: devices that link later
+		// must still find it. Tags may go (deployments pin digests).
+		if digestPattern.MatchString(ref) {
+			deps, err := g.store.Deployments(r.Context())
+			if err != nil {
+				writeRegErr(w, err, "MANIFEST_UNKNOWN")
+				return
+			}
+			for _, d := range deps {
+				if d.Repository == repo && d.Digest == ref {
+					writeRegError(w, http.StatusConflict, "DENIED",
+						fmt.Sprintf("deployment %q revision %d runs this manifest: undeploy or redeploy it first", d.Name, d.Revision))
+					return
+				}
+			}
+		}
 		if err := g.store.DeleteManifest(r.Context(), repo, ref); err != nil {
 			writeRegErr(w, err, "MANIFEST_UNKNOWN")
 			return

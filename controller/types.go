@@ -125,6 +125,9 @@ type Rollout struct {
 	Pending  int  `json:"pending"`
 	Failed   int  `json:"failed"`
 	Done     bool `json:"done"`
+	// Settled: no device is pending or applying: every selected device
+	// runs the revision or has said why it cannot.
+	Settled bool `json:"settled"`
 }
 
 // RolloutDevice is one selected device's progress. State is the device's

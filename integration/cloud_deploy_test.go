@@ -69,8 +69,28 @@ func TestCloudDeployRollout(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "the invocations at the controller", func() bool { return c.invocations(device) == 2 })
 	fns, err := c.client.DeviceFunctions(context.Background(), device)
-	if err != nil || len(fns) != 1 || fns[0].Name != "hello" || fns[0].State != proto.StateRunning || fns[0].Serving != 1 {
+	if err != nil || len(fns) != 1 || fns[0].Name != "hello" || fns[0].State != proto.StateRunning || fns[0].Serving != fns[0].Revision {
 		t.Fatalf("device functions %+v %v", fns, err)
+	}
+	rev1 := fns[0].Revision
+	// The cloud's function is the cloud's: a local deploy or removal of it
+	// is refused, and says where to change it.
+	if _, err := a.cli("", "deploy", "hello", "--image", built.testfn); err == nil || !strings.Contains(err.Error(), "placed by the cloud controller") {
+		t.Fatalf("local deploy over the cloud's function: %v", err)
+	}
+	if _, err := a.cli("", "rm", "hello"); err == nil || !strings.Contains(err.Error(), "edgecloud deploy or undeploy") {
+		t.Fatalf("local removal of the cloud's function: %v", err)
+	}
+	// A restart of the agent keeps the rollout done: its first status
+	// (before any desired set) already says the function runs.
+	a.stop()
+	a.start()
+	waitFor(t, 20*time.Second, "the link after the restart", func() bool { return a.cloud().Connected })
+	for range 10 {
+		if ro, err := c.client.Rollout(context.Background(), "hello"); err != nil || !ro.Done {
+			t.Fatalf("rollout after the agent restarted: %+v %v", ro, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	// Revision 2 never listens: the agent's readiness check fails, the
@@ -80,8 +100,9 @@ func TestCloudDeployRollout(t *testing.T) {
 		"--env", "SCRIPT=sleep 600"); err != nil {
 		t.Fatal(err)
 	}
-	row := c.rolloutState(t, "hello", 2, proto.StateRolledBack)
-	if row.Serving != 1 || !strings.Contains(row.Reason, "ready") {
+	rev := rev1 + 1
+	row := c.rolloutState(t, "hello", rev, proto.StateRolledBack)
+	if row.Serving != rev1 || !strings.Contains(row.Reason, "ready") {
 		t.Fatalf("rolled back row %+v: want revision 1 serving and a reason about readiness", row)
 	}
 	a.call(http.MethodPost, "/function/hello/echo", "x").want(t, 200, "ok")
@@ -110,8 +131,9 @@ func TestCloudDeployRollout(t *testing.T) {
 		"--env", "SCRIPT=echo broken"); err != nil {
 		t.Fatal(err)
 	}
-	row = c.rolloutState(t, "hello", 3, proto.StateRolledBack)
-	if row.Serving != 1 || row.Reason == "" {
+	rev++
+	row = c.rolloutState(t, "hello", rev, proto.StateRolledBack)
+	if row.Serving != rev1 || row.Reason == "" {
 		t.Fatalf("rolled back row %+v", row)
 	}
 	a.call(http.MethodPost, "/function/hello/echo", "x").want(t, 200, "ok")
@@ -122,7 +144,8 @@ func TestCloudDeployRollout(t *testing.T) {
 		"--env", "GREETING=four"); err != nil {
 		t.Fatal(err)
 	}
-	c.rolloutState(t, "hello", 4, proto.StateRunning)
+	rev++
+	c.rolloutState(t, "hello", rev, proto.StateRunning)
 	if got := a.call(http.MethodGet, "/function/hello/env?k=GREETING", "").want(t, 200, "ok").body; got != "four" {
 		t.Fatalf("GREETING = %q after revision 4", got)
 	}
@@ -135,11 +158,11 @@ func TestCloudDeployRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	ro, err := c.client.Rollout(context.Background(), "hello")
-	if err != nil || ro.Devices[0].State != controller.StatePending || ro.Devices[0].Online || ro.Devices[0].Serving != 4 {
+	if err != nil || ro.Devices[0].State != controller.StatePending || ro.Devices[0].Online || ro.Devices[0].Serving != rev {
 		t.Fatalf("rollout while the device is down: %+v %v", ro, err)
 	}
 	a.start()
-	c.rolloutState(t, "hello", 5, proto.StateRunning)
+	c.rolloutState(t, "hello", rev+1, proto.StateRunning)
 	if got := a.call(http.MethodGet, "/function/hello/env?k=GREETING", "").want(t, 200, "ok").body; got != "five" {
 		t.Fatalf("GREETING = %q after revision 5", got)
 	}

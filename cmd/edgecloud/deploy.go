@@ -51,8 +51,15 @@ func deployCmd(ctx context.Context, args []string, out io.Writer) error {
 	defer cancel()
 	for {
 		ro, err := cl.Rollout(ctx, d.Name)
-		if err == nil && ro.Deployment.Revision == d.Revision && (ro.Done || ro.Pending+ro.Applying == 0) {
-			return printRollout(out, ro)
+		if err == nil && ro.Deployment.Revision == d.Revision && ro.Settled {
+			if err := printRollout(out, ro); err != nil {
+				return err
+			}
+			if ro.Failed > 0 {
+				return fmt.Errorf("rollout of %s: %d of %d devices failed (the previous revision serves where there was one)",
+					d.Name, ro.Failed, len(ro.Devices))
+			}
+			return nil
 		}
 		select {
 		case <-ctx.Done():

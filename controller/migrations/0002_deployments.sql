@@ -3,7 +3,10 @@
 
 -- One deployment per function name: the function spec, the image pinned
 -- to a digest when it was deployed, and the device labels it selects.
--- revision grows by one with every change; agents echo it in their status.
+-- revision is taken from deployment_revisions at every change, so a
+-- revision is never used twice, even by a deployment deleted and made
+-- again under its name; agents echo it in their status and compare it with
+-- the one they applied.
 CREATE TABLE deployments (
 	name        TEXT PRIMARY KEY NOT NULL,
 	image       TEXT NOT NULL,   -- as the user gave it: repo:tag or repo@digest
@@ -15,6 +18,13 @@ CREATE TABLE deployments (
 	created_ns  BIGINT NOT NULL,
 	updated_ns  BIGINT NOT NULL
 );
+
+-- The last revision handed out (one row).
+CREATE TABLE deployment_revisions (
+	id   INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+	last BIGINT NOT NULL
+);
+INSERT INTO deployment_revisions (id, last) VALUES (1, 0);
 
 -- The last state each device reported for each function the cloud placed
 -- on it: the agent sends its whole picture, which replaces the device's rows.
