@@ -52,6 +52,9 @@ func (s *Store) Collect(ctx context.Context, keep Keep) (Collected, error) {
 	if err := s.collectRoots(keep, &out); err != nil {
 		return out, err
 	}
+	if err := s.collectPartials(); err != nil {
+		return out, err
+	}
 	used, ok := s.usedBlobs(kept)
 	if !ok {
 		return out, nil

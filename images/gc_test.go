@@ -3,8 +3,10 @@ package images
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgefaas/edgefaas/errdefs"
 	digest "github.com/opencontainers/go-digest"
@@ -81,6 +83,22 @@ func TestCollectAfterCutPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertEmptyStore(t, s)
+	// The cut layer's part stays for the next pull to resume, until no
+	// pull has touched it for partialMaxAge.
+	part := s.partialPath(digest.Digest(layerDigest(t, last)))
+	if _, err := os.Stat(part); err != nil {
+		t.Fatalf("the cut layer's part: %v", err)
+	}
+	old := time.Now().Add(-partialMaxAge - time.Hour)
+	if err := os.Chtimes(part, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Collect(context.Background(), Keep{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(part); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a part untouched for %s survived collection: %v", partialMaxAge, err)
+	}
 }
 
 // TestQuota refuses imports that would pass the store's quota, whether

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"sync/atomic"
 
@@ -62,7 +63,8 @@ type puller struct {
 	progress func(done, total int64)
 	done     atomic.Int64
 	total    int64
-	unpin    func() // releases the blobs pinned until the image is committed
+	unpin    func()            // releases the blobs pinned until the image is committed
+	rt       http.RoundTripper // to the repository's blobs, once made (fetch.go)
 }
 
 // pull fetches the manifest for the store's platform and the blobs the
@@ -175,13 +177,12 @@ func (p *puller) fetchMissing(ctx context.Context, blobs []ocispec.Descriptor) e
 }
 
 // fetchBlob fetches one blob into the store, trying again when the
-// transfer breaks: what arrived of a broken transfer is dropped, finished
-// blobs are kept.
+// transfer breaks: each attempt resumes where the last broke (fetch.go).
 func (p *puller) fetchBlob(ctx context.Context, b ocispec.Descriptor) error {
 	var err error
 	for attempt := 1; attempt <= p.s.remote.Attempts; attempt++ {
 		before := p.done.Load()
-		if err = p.fetchOnce(b); err == nil || !transient(err) {
+		if err = p.fetchOnce(ctx, b); err == nil || !transient(err) {
 			return err
 		}
 		p.report(before - p.done.Load())
@@ -191,21 +192,8 @@ func (p *puller) fetchBlob(ctx context.Context, b ocispec.Descriptor) error {
 			}
 		}
 	}
-	return fmt.Errorf("%w: blob %s: transfer broke %d times, last: %v (pull again: finished blobs are kept)",
+	return fmt.Errorf("%w: blob %s: transfer broke %d times, last: %v (pull again: it resumes)",
 		errdefs.ErrUnavailable, b.Digest, p.s.remote.Attempts, err)
-}
-
-func (p *puller) fetchOnce(b ocispec.Descriptor) error {
-	l, err := remote.Layer(p.ref.Context().Digest(b.Digest.String()), p.opts...)
-	if err != nil {
-		return remoteError(p.ref, err)
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return remoteError(p.ref, err)
-	}
-	defer rc.Close()
-	return p.s.putBlob(b, &countingReader{r: rc, p: p})
 }
 
 func (p *puller) report(n int64) {

@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	digest "github.com/opencontainers/go-digest"
 )
 
 // testRegistry is go-containerregistry's registry (a real implementation
@@ -37,14 +38,15 @@ type testRegistry struct {
 	host string
 
 	mu     sync.Mutex
-	gets   map[string]int  // blob GETs by digest
-	cut    map[string]bool // blobs whose responses are cut half-way
-	user   string          // when set, basic auth user:pass is demanded
+	gets   map[string]int   // blob GETs by digest
+	sent   map[string]int64 // blob bytes written, by digest
+	cut    map[string]bool  // blobs whose responses are cut half-way
+	user   string           // when set, basic auth user:pass is demanded
 	passwd string
 }
 
 func newRegistry(t *testing.T) *testRegistry {
-	r := &testRegistry{t: t, gets: map[string]int{}, cut: map[string]bool{}}
+	r := &testRegistry{t: t, gets: map[string]int{}, sent: map[string]int64{}, cut: map[string]bool{}}
 	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.serve(inner, w, req)
@@ -72,24 +74,41 @@ func (r *testRegistry) serve(inner http.Handler, w http.ResponseWriter, req *htt
 			return
 		}
 	}
-	if !cut {
+	if blob == "" {
 		inner.ServeHTTP(w, req)
 		return
 	}
 	rec := httptest.NewRecorder()
 	inner.ServeHTTP(rec, req)
 	body := rec.Body.Bytes()
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
 	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 	w.WriteHeader(rec.Code)
-	_, _ = w.Write(body[:len(body)/2])
-	w.(http.Flusher).Flush()
-	panic(http.ErrAbortHandler) // the connection drops mid-body
+	if cut {
+		body = body[:len(body)/2]
+	}
+	n, _ := w.Write(body)
+	r.mu.Lock()
+	r.sent[blob] += int64(n)
+	r.mu.Unlock()
+	if cut {
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the connection drops mid-body
+	}
 }
 
 func (r *testRegistry) blobGets(d string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.gets[d]
+}
+
+func (r *testRegistry) blobSent(d string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent[d]
 }
 
 func (r *testRegistry) setCut(d string, on bool) {
@@ -299,6 +318,15 @@ func TestPullResumes(t *testing.T) {
 	if imgs, _ := s.Images(); len(imgs) != 0 {
 		t.Errorf("a failed pull left images %v", imgs)
 	}
+	// Each attempt resumed where the last broke: half, then half the rest.
+	lastSize, err := last.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := os.Stat(s.partialPath(digest.Digest(layerDigest(t, last))))
+	if err != nil || part.Size() != lastSize/2+(lastSize-lastSize/2)/2 {
+		t.Errorf("part kept of the cut layer: %v %v, want 3/4 of %d bytes", part, err, lastSize)
+	}
 
 	reg.setCut(layerDigest(t, last), false)
 	if _, err := s.Pull(ctx, reg.host+"/app:1", PullOptions{}); err != nil {
@@ -320,5 +348,13 @@ func TestPullResumes(t *testing.T) {
 		if got := reg.blobGets(tc.d); got != tc.want {
 			t.Errorf("%s: %d GETs, want %d", tc.what, got, tc.want)
 		}
+	}
+	// Three GETs, but every byte of the cut layer was sent once: the
+	// ranges asked only for what was missing.
+	if sent := reg.blobSent(layerDigest(t, last)); sent != lastSize {
+		t.Errorf("cut layer: %d bytes sent for a %d-byte blob", sent, lastSize)
+	}
+	if left, _ := os.ReadDir(s.partialDir()); len(left) != 0 {
+		t.Errorf("parts left after the pull: %v", left)
 	}
 }

@@ -53,6 +53,7 @@ type Config struct {
 //	records/<hex>.json     one per imported image, keyed by manifest digest
 //	roots/<hex>/           unpacked root filesystems
 //	tmp/                   work in progress, wiped by Open
+//	partial/<hex>          blobs being fetched, kept to resume (fetch.go)
 //
 // An image exists once its record does; the record is written only after
 // its blobs are in place, and a root is renamed into roots/ only when it is
@@ -93,7 +94,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		s.limits.entries = DefaultMaxLayerEntries
 	}
 	s.limits.chown = os.Geteuid() == 0
-	for _, d := range []string{s.blobDir().path(), s.recordDir(), s.rootDir(), s.tmpDir()} {
+	for _, d := range []string{s.blobDir().path(), s.recordDir(), s.rootDir(), s.tmpDir(), s.partialDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("image store: %w", err)
 		}
