@@ -166,6 +166,13 @@ func (c *Client) DeviceFunctions(ctx context.Context, id string) ([]DeviceFuncti
 	return fs, err
 }
 
+// CollectRegistry removes what the registry no longer needs.
+func (c *Client) CollectRegistry(ctx context.Context) (GCResult, error) {
+	var r GCResult
+	err := c.do(ctx, http.MethodPost, "/v1/registry/gc", nil, &r)
+	return r, err
+}
+
 func (q UsageQuery) values() url.Values {
 	v := url.Values{}
 	if !q.Since.IsZero() {

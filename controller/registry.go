@@ -40,6 +40,10 @@ type registry struct {
 
 	mu      sync.Mutex
 	writing map[string]bool // uploads with a request in progress
+
+	// gc: a manifest push (check and store) holds it shared, a
+	// collection (registry_gc.go) alone.
+	gc sync.RWMutex
 }
 
 // MaxManifest bounds a manifest or index body (as distribution's does).

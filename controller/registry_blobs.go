@@ -55,6 +55,12 @@ func (g *registry) handleBlob(w http.ResponseWriter, r *http.Request, repo, dige
 		writeRegError(w, http.StatusNotFound, "BLOB_UNKNOWN", fmt.Sprintf("blob %s", digest))
 		return
 	}
+	if r.Method == http.MethodHead {
+		// A pusher asking whether the blob is here skips its upload:
+		// the collection's grace starts again for it.
+		now := g.now()
+		_ = os.Chtimes(g.blobPath(digest), now, now)
+	}
 	if err != nil {
 		writeRegErr(w, err, "BLOB_UNKNOWN")
 		return

@@ -91,6 +91,8 @@ func (g *registry) handleManifest(w http.ResponseWriter, r *http.Request, repo, 
 			_, _ = w.Write(m.Body)
 		}
 	case http.MethodPut:
+		g.gc.RLock() // no blob it refers to goes between the check and the store
+		defer g.gc.RUnlock()
 		m, err := g.checkManifest(r, repo, ref)
 		if err != nil {
 			writeRefusal(w, err, "MANIFEST_BLOB_UNKNOWN")

@@ -92,6 +92,7 @@ type Server struct {
 	desiredGen atomic.Int64
 	pushKick   chan struct{}
 	pushDone   chan struct{}
+	gcDone     chan struct{} // the registry's daily collection ended
 }
 
 // New opens the store and loads (or on the first start creates) the admin
@@ -121,9 +122,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.ingest = newIngester(s.store, s.log)
 	s.ui = newDashboard(s)
 	s.pingStop, s.pingDone = make(chan struct{}), make(chan struct{})
-	s.pushKick, s.pushDone = make(chan struct{}, 1), make(chan struct{})
+	s.pushKick, s.pushDone, s.gcDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.pinger()
 	go s.pusher()
+	go s.collector()
 	return s, nil
 }
 
@@ -188,6 +190,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/deployments/{name}", s.adminOnly(s.handleRollout))
 	mux.Handle("DELETE /v1/deployments/{name}", s.adminOnly(s.handleUndeploy))
 	mux.Handle("GET /v1/stats", s.adminOnly(s.handleStats))
+	mux.Handle("POST /v1/registry/gc", s.adminOnly(s.handleRegistryGC))
 	mux.HandleFunc("/v2/", s.handleRegistry) // the OCI registry: registry.go
 	s.ui.routes(mux)
 	return mux
@@ -273,6 +276,7 @@ func (s *Server) Close() error {
 	s.pingOnce.Do(func() { close(s.pingStop) })
 	<-s.pingDone
 	<-s.pushDone
+	<-s.gcDone
 	s.ingest.close()
 	return s.store.Close()
 }

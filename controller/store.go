@@ -60,6 +60,9 @@ type Store interface {
 	// DeleteManifest removes a tag, or a manifest (by digest) and the
 	// tags naming it: ErrNotFound when there is no such one.
 	DeleteManifest(ctx context.Context, repo, ref string) error
+	// RegistryIndex lists every manifest, and which a tag names (by
+	// "repo@digest"), for the registry's collection.
+	RegistryIndex(ctx context.Context) ([]Manifest, map[string]bool, error)
 	Close() error
 }
 

@@ -118,6 +118,44 @@ func (s *SQLStore) DeleteManifest(ctx context.Context, repo, ref string) error {
 	return nil
 }
 
+// RegistryIndex lists every manifest and, by "repo@digest", those a tag
+// names.
+func (s *SQLStore) RegistryIndex(ctx context.Context) ([]Manifest, map[string]bool, error) {
+	rows, err := s.db.SQL().QueryContext(ctx, `SELECT repo, digest, media_type, body, created_ns FROM registry_manifests`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("registry index: %w", err)
+	}
+	defer rows.Close()
+	var ms []Manifest
+	for rows.Next() {
+		var m Manifest
+		var body string
+		var created int64
+		if err := rows.Scan(&m.Repo, &m.Digest, &m.MediaType, &body, &created); err != nil {
+			return nil, nil, fmt.Errorf("registry index: %w", err)
+		}
+		m.Body, m.Created = []byte(body), time.Unix(0, created).UTC()
+		ms = append(ms, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	trows, err := s.db.SQL().QueryContext(ctx, `SELECT repo, digest FROM registry_tags`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("registry index: %w", err)
+	}
+	defer trows.Close()
+	tagged := map[string]bool{}
+	for trows.Next() {
+		var repo, digest string
+		if err := trows.Scan(&repo, &digest); err != nil {
+			return nil, nil, fmt.Errorf("registry index: %w", err)
+		}
+		tagged[repo+"@"+digest] = true
+	}
+	return ms, tagged, trows.Err()
+}
+
 // refString joins a repository and a tag or digest as a reference.
 func refString(repo, ref string) string {
 	if isDigestRef(ref) {

@@ -159,3 +159,24 @@ func cmpOr(s, def string) string {
 	}
 	return s
 }
+
+// registryGC: edgecloud registry gc.
+func registryGC(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("edgecloud registry gc", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	if pos, err := parseArgs(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("registry gc: unexpected argument %q", pos[0])
+	}
+	cl, err := cf.client()
+	if err != nil {
+		return err
+	}
+	res, err := cl.CollectRegistry(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "removed %d manifests and %d blobs (%.1f MiB)\n", res.Manifests, res.Blobs, float64(res.Bytes)/(1<<20))
+	return nil
+}

@@ -36,6 +36,8 @@ const usage = `edgecloud: the edgefaas cloud controller
           --recycle-after --recycle-memory --env K=V --mqtt FILTER[=REPLY]]
   edgecloud rollout [NAME] [--json]             deployments, or one's state on each device
   edgecloud undeploy NAME                       its devices remove the function
+  edgecloud registry gc                         remove untagged, undeployed manifests and unused blobs
+                                                (also daily; what is under an hour old stays)
   edgecloud version
 
 Images are pushed to the controller's registry with standard tools, e.g.
@@ -89,6 +91,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return rolloutCmd(ctx, rest, out)
 	case "undeploy":
 		return undeployCmd(ctx, rest, out)
+	case "registry":
+		if len(rest) == 0 || rest[0] != "gc" {
+			return fmt.Errorf("want: edgecloud registry gc")
+		}
+		return registryGC(ctx, rest[1:], out)
 	case "version":
 		fmt.Fprintln(out, "edgecloud", api.Version)
 		return nil
