@@ -46,12 +46,18 @@ func (a *Agent) handleListFunctions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	placed, err := a.db.CloudFunctions(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	running := a.invoker.instances()
 	if fns == nil {
 		fns = []api.Function{}
 	}
 	for i := range fns {
 		fns[i].Instances = running[fns[i].Spec.Name]
+		fns[i].CloudRevision = placed[fns[i].Spec.Name].Revision
 	}
 	writeJSON(w, http.StatusOK, fns)
 }
@@ -63,6 +69,12 @@ func (a *Agent) handleGetFunction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fn.Instances = a.invoker.instances()[fn.Spec.Name]
+	placed, err := a.db.CloudFunctions(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	fn.CloudRevision = placed[fn.Spec.Name].Revision
 	writeJSON(w, http.StatusOK, fn)
 }
 

@@ -115,6 +115,9 @@ type Function struct {
 	// Instances is filled in by the agent from its running state; the
 	// registry does not store it.
 	Instances int `json:"instances"`
+	// CloudRevision is the cloud controller's deployment revision when the
+	// cloud placed the function (0: deployed on the gateway).
+	CloudRevision int64 `json:"cloud_revision,omitempty"`
 }
 
 // ImageConfig is the part of an OCI image config that runs a function.

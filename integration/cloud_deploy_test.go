@@ -73,6 +73,9 @@ func TestCloudDeployRollout(t *testing.T) {
 		t.Fatalf("device functions %+v %v", fns, err)
 	}
 	rev1 := fns[0].Revision
+	if ls := a.mustCLI("ls"); !strings.Contains(ls, fmt.Sprintf("cloud (revision %d)", rev1)) {
+		t.Fatalf("edgefaas ls does not say the cloud placed hello:\n%s", ls)
+	}
 	// The cloud's function is the cloud's: a local deploy or removal of it
 	// is refused, and says where to change it.
 	if _, err := a.cli("", "deploy", "hello", "--image", built.testfn); err == nil || !strings.Contains(err.Error(), "placed by the cloud controller") {

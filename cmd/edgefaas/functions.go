@@ -190,11 +190,15 @@ func (c *cli) list(ctx context.Context, args []string) error {
 		return printJSON(c.out, fns)
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tMODE\tIMAGE\tVERSION\tINSTANCES\tMEMORY\tCPU\tTIMEOUT")
+	fmt.Fprintln(tw, "NAME\tMODE\tIMAGE\tVERSION\tINSTANCES\tMEMORY\tCPU\tTIMEOUT\tFROM")
 	for _, f := range fns {
 		s := f.Spec
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%dMi\t%dm\t%s\n", s.Name, s.Mode, shortDigest(f.ImageDigest),
-			f.Version, f.Instances, s.Memory>>20, s.CPU, time.Duration(s.Timeout))
+		from := "local"
+		if f.CloudRevision > 0 {
+			from = fmt.Sprintf("cloud (revision %d)", f.CloudRevision)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%dMi\t%dm\t%s\t%s\n", s.Name, s.Mode, shortDigest(f.ImageDigest),
+			f.Version, f.Instances, s.Memory>>20, s.CPU, time.Duration(s.Timeout), from)
 	}
 	return tw.Flush()
 }
