@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/cloudsync/proto"
 )
 
@@ -403,5 +404,37 @@ func TestDashboardRevoke(t *testing.T) {
 	}
 	if a := u.post(t, "/ui/devices/dev-nope/revoke", url.Values{"csrf": {u.csrf}}); a.code != http.StatusNotFound {
 		t.Fatalf("revoke unknown device: %d", a.code)
+	}
+}
+
+// TestDashboardRolloutEnded: once every device has reported on the
+// revision and one failed it, the rollout page says so and stops
+// refreshing itself.
+func TestDashboardRolloutEnded(t *testing.T) {
+	tc := startController(t, Config{})
+	farm := tc.enrol(t, map[string]string{"site": "farm"})
+	tc.connect(t, farm, farm.key)
+	tc.pushRandom(t, "fn", "1")
+	d, err := tc.client.Deploy(t.Context(), DeployRequest{Image: "fn:1", Selector: map[string]string{"site": "farm"},
+		Spec: api.FunctionSpec{Name: "temp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := newUI(t, tc.http.URL, nil)
+	u.login(t, tc.srv.AdminToken())
+	if a := u.get(t, "/ui/deployments/temp"); !strings.Contains(a.body, "rollout in progress") || !strings.Contains(a.body, `http-equiv="refresh"`) {
+		t.Fatalf("pending rollout page: %s", a.body)
+	}
+	farm.readDesired(t)
+	farm.send(t, proto.TypeStatus, "", proto.Status{Functions: []proto.FunctionStatus{
+		{Name: "temp", Revision: d.Revision, State: proto.StateFailed, Reason: "exec format error", AtMs: 1}}})
+	waitFor(t, 5*time.Second, "the failure reported", func() bool {
+		ro, err := tc.client.Rollout(t.Context(), "temp")
+		return err == nil && ro.Settled
+	})
+	a := u.get(t, "/ui/deployments/temp")
+	if !strings.Contains(a.body, "rollout ended: 1 of 1 devices failed") || !strings.Contains(a.body, "exec format error") ||
+		strings.Contains(a.body, `http-equiv="refresh"`) {
+		t.Fatalf("ended rollout page: %s", a.body)
 	}
 }
