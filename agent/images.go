@@ -148,7 +148,7 @@ func (a *Agent) handlePull(w http.ResponseWriter, r *http.Request) {
 	ps := newProgressStream(w)
 	img, err := a.pullLocked(r.Context(), req.Ref, ps.progress)
 	if err != nil {
-		ps.send(api.PullEvent{Error: err.Error(), Code: httpStatus(err)})
+		ps.send(api.PullEvent{Error: err.Error(), Code: errdefs.HTTPStatus(err)})
 		return
 	}
 	ps.send(api.PullEvent{Image: &img})
@@ -277,6 +277,6 @@ func (a *Agent) collectLocked(ctx context.Context, all bool) (images.Collected, 
 
 func writeImageError(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(httpStatus(err))
+	w.WriteHeader(errdefs.HTTPStatus(err))
 	_, _ = w.Write(jsonError(err.Error(), ""))
 }

@@ -26,27 +26,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // writeError answers err as JSON with its class's HTTP status.
 func writeError(w http.ResponseWriter, err error) {
-	writeJSON(w, httpStatus(err), errorBody{Error: err.Error()})
-}
-
-// httpStatus maps the error classes to HTTP status at this edge (the API
-// and the dashboard).
-func httpStatus(err error) int {
-	switch {
-	case errors.Is(err, errdefs.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, errdefs.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, errdefs.ErrPermission):
-		return http.StatusForbidden
-	case errors.Is(err, errdefs.ErrExists), errors.Is(err, errdefs.ErrConflict):
-		return http.StatusConflict
-	case errors.Is(err, errdefs.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, errdefs.ErrUnavailable):
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
+	writeJSON(w, errdefs.HTTPStatus(err), errorBody{Error: err.Error()})
 }
 
 func decodeBody(r *http.Request, limit int64, v any) error {

@@ -18,10 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/gorilla/websocket"
 
 	"github.com/edgefaas/edgefaas/api"
@@ -367,20 +363,4 @@ func cpuOf(b *testing.B, pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
-}
-
-// pushRandomImage pushes a one-layer random image to ref with the admin
-// token, as skopeo would (HTTP Basic, the token as password).
-func pushRandomImage(b *testing.B, ref, token string) {
-	img, err := random.Image(1024, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := remote.Write(r, img, remote.WithAuth(&authn.Basic{Username: "admin", Password: token})); err != nil {
-		b.Fatal(err)
-	}
 }

@@ -273,7 +273,7 @@ func (ui *dashboard) render(w http.ResponseWriter, code int, name string, v view
 
 // fail shows err on a page of its own, with its class's status.
 func (ui *dashboard) fail(w http.ResponseWriter, sess session, err error) {
-	code := httpStatus(err)
+	code := errdefs.HTTPStatus(err)
 	if code >= 500 {
 		ui.srv.log.Error("dashboard", "err", err)
 	}

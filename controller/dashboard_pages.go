@@ -267,7 +267,7 @@ func (ui *dashboard) deploy(w http.ResponseWriter, r *http.Request, sess session
 			return
 		}
 	}
-	ui.deploymentsPage(w, r, sess, httpStatus(err), form, err.Error())
+	ui.deploymentsPage(w, r, sess, errdefs.HTTPStatus(err), form, err.Error())
 }
 
 func (ui *dashboard) rollout(w http.ResponseWriter, r *http.Request, sess session) {

@@ -8,11 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/edgefaas/edgefaas/api"
 	"github.com/edgefaas/edgefaas/cloudsync/proto"
 	"github.com/edgefaas/edgefaas/errdefs"
@@ -21,26 +16,11 @@ import (
 // fakeDigest is a well-formed digest of nothing stored.
 func fakeDigest(c byte) string { return "sha256:" + strings.Repeat(string(c), 64) }
 
-// pushRandom pushes a small random image to the controller's registry as
-// repo:tag, with the admin token, and returns its manifest's digest.
+// pushRandom pushes a random image to the controller's registry as
+// repo:tag and returns its manifest's digest.
 func (tc *testController) pushRandom(t *testing.T, repo, tag string) string {
 	t.Helper()
-	img, err := random.Image(512, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(tc.host() + "/" + repo + ":" + tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "admin", Password: tc.srv.AdminToken()})); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.String()
+	return tc.pushImage(t, repo+":"+tag).digest
 }
 
 // names lists a desired set's functions as name@revision.

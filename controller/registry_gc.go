@@ -141,22 +141,12 @@ func manifestRefs(body []byte) references {
 	return out
 }
 
-// collector runs CollectRegistry once a day until Close.
-func (s *Server) collector() {
-	defer close(s.gcDone)
-	t := time.NewTicker(24 * time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.pingStop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			if _, err := s.CollectRegistry(ctx); err != nil {
-				s.log.Error("registry collection", "err", err)
-			}
-			cancel()
-		}
+// collectDaily is the daily collection (Server.every).
+func (s *Server) collectDaily() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if _, err := s.CollectRegistry(ctx); err != nil {
+		s.log.Error("registry collection", "err", err)
 	}
 }
 

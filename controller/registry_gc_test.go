@@ -21,18 +21,21 @@ type pushed struct {
 	blobs  []string
 }
 
-func (tc *testController) pushImage(t *testing.T, ref string) pushed {
-	t.Helper()
+// pushRandomImage pushes a random two-layer image to ref (host/repo:tag)
+// with the admin token as skopeo would (HTTP Basic, the token as
+// password).
+func pushRandomImage(tb testing.TB, ref, token string) pushed {
+	tb.Helper()
 	img, err := random.Image(256, 2)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	r, err := name.ParseReference(tc.host() + "/" + ref)
+	r, err := name.ParseReference(ref)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if err := remote.Write(r, img, remote.WithAuth(&authn.Basic{Username: "admin", Password: tc.srv.AdminToken()})); err != nil {
-		t.Fatal(err)
+	if err := remote.Write(r, img, remote.WithAuth(&authn.Basic{Username: "admin", Password: token})); err != nil {
+		tb.Fatal(err)
 	}
 	d, _ := img.Digest()
 	cfg, _ := img.ConfigName()
@@ -43,6 +46,11 @@ func (tc *testController) pushImage(t *testing.T, ref string) pushed {
 		p.blobs = append(p.blobs, ld.String())
 	}
 	return p
+}
+
+func (tc *testController) pushImage(t *testing.T, ref string) pushed {
+	t.Helper()
+	return pushRandomImage(t, tc.host()+"/"+ref, tc.srv.AdminToken())
 }
 
 func (tc *testController) hasBlob(d string) bool {

@@ -84,7 +84,7 @@ type Server struct {
 	conns    map[*websocket.Conn]struct{} // every link's connection, from the upgrade on
 	linkWG   sync.WaitGroup               // links, which outlive the HTTP server's Shutdown (hijacked)
 
-	pingStop, pingDone chan struct{} // pingStop also ends the pusher
+	pingStop, pingDone chan struct{} // pingStop ends the pinger, the pusher and the collection
 	pingOnce           sync.Once
 
 	// Desired state (deploy.go): desiredGen counts deployment changes;
@@ -123,9 +123,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.ui = newDashboard(s)
 	s.pingStop, s.pingDone = make(chan struct{}), make(chan struct{})
 	s.pushKick, s.pushDone, s.gcDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-	go s.pinger()
+	// One pinger for the hub, not a goroutine and timer per link.
+	go s.every(s.cfg.PingInterval, s.pingDone, func() { s.hub.pingAll(s.cfg.WriteTimeout) })
 	go s.pusher()
-	go s.collector()
+	go s.every(24*time.Hour, s.gcDone, s.collectDaily)
 	return s, nil
 }
 
@@ -254,17 +255,17 @@ func (s *Server) shutdown() {
 	s.linkWG.Wait()
 }
 
-// pinger pings every link each PingInterval until Close.
-func (s *Server) pinger() {
-	defer close(s.pingDone)
-	t := time.NewTicker(s.cfg.PingInterval)
+// every runs fn each interval until Close, then closes done.
+func (s *Server) every(interval time.Duration, done chan struct{}, fn func()) {
+	defer close(done)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.pingStop:
 			return
 		case <-t.C:
-			s.hub.pingAll(s.cfg.WriteTimeout)
+			fn()
 		}
 	}
 }

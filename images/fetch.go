@@ -90,16 +90,7 @@ func (p *puller) fetchOnce(ctx context.Context, b ocispec.Descriptor) error {
 		}
 		return fmt.Errorf("%w: blob %s: the registry's content does not match its digest: %v", errdefs.ErrInvalid, b.Digest, err)
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(path, p.s.blobDir().pathOf(b.Digest)); err != nil {
-		return err
-	}
-	return syncDir(p.s.blobDir().path())
+	return p.s.commitBlob(f, b.Digest)
 }
 
 func verifyFile(f *os.File, want digest.Digest) error {

@@ -1,7 +1,6 @@
 package images
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -86,7 +85,7 @@ func (p *puller) pull(ctx context.Context) (*image, error) {
 		}
 	}
 	p.unpin = p.s.pin(digestsOf(append(blobs, mdesc))...)
-	if err := p.s.putBlob(mdesc, bytes.NewReader(mbytes)); err != nil {
+	if err := p.s.putBlob(mdesc, mbytes); err != nil {
 		return nil, err
 	}
 	// The config first: it says the platform, before any layer is fetched.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -126,7 +127,7 @@ func printRollout(out io.Writer, ro controller.Rollout) error {
 		if r.Serving > 0 {
 			serving = fmt.Sprint(r.Serving)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", r.Device, cmpOr(r.Hostname, "-"), r.Online, r.State, serving, cmpOr(r.Reason, "-"))
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", r.Device, cmp.Or(r.Hostname, "-"), r.Online, r.State, serving, cmp.Or(r.Reason, "-"))
 	}
 	return tw.Flush()
 }
@@ -151,13 +152,6 @@ func undeployCmd(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "undeployed %s: its devices remove the function\n", pos[0])
 	return nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // registryGC: edgecloud registry gc.
