@@ -99,7 +99,26 @@ func (e *embedded) publish(_ context.Context, topic string, payload []byte) erro
 
 func (e *embedded) status() string { return "embedded " + e.addr }
 
-func (e *embedded) close() { _ = e.srv.Close() }
+// close stops the broker. mochi's Close disconnects each listener's
+// clients through Clients.GetByListener, which takes the clients' read
+// lock twice (once more inside Len); a client connecting at that moment
+// waits for the write lock (to take over a session) between the two, and
+// Go's RWMutex then blocks the second read lock behind it: the broker
+// deadlocks for good (seen under qemu in CI, mochi v2.7.9). So the
+// listeners are closed here first, with a closer that takes the lock once;
+// mochi's Close then finds them closed and only stops its hooks.
+func (e *embedded) close() {
+	e.srv.Listeners.CloseAll(e.closeClients)
+	_ = e.srv.Close()
+}
+
+func (e *embedded) closeClients(listener string) {
+	for _, cl := range e.srv.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = e.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
 
 // inboxHook commits each publish that matches a binding to the inbox
 // before the broker acknowledges it.
